@@ -1,0 +1,35 @@
+# Two set-up commands for a fresh machine: `make demo` (the main job) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: venv test test-slow demo lab clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first (the CPU wheel on this machine), then the project with its dev extras.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
+
+demo: venv
+	$(BIN)/isdaa demo
+
+lab: venv
+	$(BIN)/isdaa lab
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,21 @@
+"""isdaa: direct alignment algorithms made robust by importance sampling (Nguyen et al., NeurIPS 2025).
+
+`isdaa.train(config)` and `isdaa.evaluate(config)` run what the CLI runs; the objective math lives in
+`isdaa.objectives` and imports nothing heavier than torch.
+"""
+
+__version__ = "0.1.0"
+
+
+def train(config, **kwargs):
+    """Train a policy with a (weighted) DAA objective; see `isdaa.trainer.train`."""
+    from isdaa.trainer import train as _train
+
+    return _train(config, **kwargs)
+
+
+def evaluate(config, **kwargs):
+    """Sample, score and estimate KL; see `isdaa.eval.evaluate`."""
+    from isdaa.eval import evaluate as _evaluate
+
+    return _evaluate(config, **kwargs)
