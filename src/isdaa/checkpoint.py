@@ -1,0 +1,81 @@
+"""Atomic checkpoints on top of `accelerate`'s state saving.
+
+A checkpoint is `<run>/checkpoints/step-N/`: accelerate's `save_state` (model, optimizer, scheduler, RNG)
+plus `trainer_state.json` (step, epoch, data position), written last. It is first written to
+`step-N.tmp-*` and renamed into place, so a crash while writing leaves a `.tmp-*` directory that is
+never read (and is reported and removed on the next start). Only the newest `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def torn_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Directories left by a crash while writing (temporary ones, or missing the state file)."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def read_state(path: str | Path) -> dict:
+    return json.loads((Path(path) / STATE_FILE).read_text())
+
+
+def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, keep_last: int) -> Path | None:
+    """Write `step-N` atomically (all processes must call it; the main process renames and prunes)."""
+    root = checkpoint_dir(run_dir)
+    final = root / f"step-{step}"
+    tmp = root / f"step-{step}.tmp-write"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for _, old in list_checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def remove_torn(run_dir: str | Path) -> list[Path]:
+    torn = torn_checkpoints(run_dir)
+    for p in torn:
+        shutil.rmtree(p, ignore_errors=True)
+    return torn

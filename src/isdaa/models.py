@@ -1,0 +1,135 @@
+"""Loading the policy, its tokenizer and the frozen reference.
+
+Sources: a local model directory (`from_pretrained`, safetensors), a `.gguf` file (transformers'
+`gguf_file=`, needs the `gguf` package), or a `LlamaConfig` dict for random init (tests, the lab).
+The reference is a frozen copy of the initial policy, or — with LoRA — the same model with its adapter
+disabled (no second copy in memory). `trust_remote_code` is passed through and defaults to False.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from isdaa.config import LoraConfig, ModelConfig
+from isdaa.errors import InputError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _source(cfg: ModelConfig) -> tuple[str, dict]:
+    """(directory or file, extra from_pretrained kwargs) for a model path; InputError when missing."""
+    path = Path(cfg.name_or_path)
+    if not path.exists():
+        raise InputError(f"model.name_or_path: {path} does not exist (expected a local model directory or .gguf file)")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise InputError(f"model.name_or_path: {path} is a file; expected a model directory or a .gguf file")
+        return str(path.parent), {"gguf_file": path.name}
+    if not (path / "config.json").is_file():
+        raise InputError(f"model.name_or_path: {path} has no config.json (expected a save_pretrained directory)")
+    return str(path), {}
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    where = cfg.tokenizer or cfg.name_or_path
+    if where is None:
+        raise InputError("model.tokenizer: required when the model is built from model.init")
+    if cfg.tokenizer is None:
+        src, extra = _source(cfg)
+    else:
+        if not Path(where).exists():
+            raise InputError(f"model.tokenizer: {where} does not exist (expected a tokenizer directory)")
+        src, extra = where, {}
+    try:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.trust_remote_code, **extra)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"model.tokenizer: cannot load a tokenizer from {where} ({str(exc).splitlines()[0]})") from None
+    if cfg.pad_token:
+        tok.pad_token = cfg.pad_token
+    if tok.eos_token_id is None:
+        raise InputError(f"model.tokenizer: the tokenizer at {where} has no eos token (completions end with EOS)")
+    if tok.pad_token_id is None:
+        raise InputError(
+            f"model.tokenizer: the tokenizer at {where} has no pad token; set model.pad_token "
+            f"(e.g. --model.pad_token '{tok.eos_token}')"
+        )
+    return tok
+
+
+def load_policy(cfg: ModelConfig, *, seed: int = 0):
+    """The trainable causal LM, in `cfg.dtype`."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    dtype = DTYPES[cfg.dtype]
+    if (cfg.name_or_path is None) == (cfg.init is None):
+        raise InputError("model: set exactly one of model.name_or_path (a local model) and model.init (a LlamaConfig)")
+    if cfg.init is not None:
+        try:
+            config = LlamaConfig(**cfg.init)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"model.init: not a valid LlamaConfig ({exc})") from None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config).to(dtype)
+    else:
+        src, extra = _source(cfg)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                src, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=None if extra else True, **extra
+            )
+        except (OSError, ValueError) as exc:
+            raise InputError(f"model.name_or_path: cannot load {cfg.name_or_path} ({str(exc).splitlines()[0]})") from None
+    if cfg.disable_dropout:
+        disable_dropout(model)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0 (TRL's default): the DAA log-ratios must be deterministic."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for name in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, 0.0)
+
+
+def apply_lora(model, cfg: LoraConfig, *, gradient_checkpointing: bool = False):
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"
+    )
+    try:
+        model = get_peft_model(model, peft_cfg)
+    except ValueError as exc:
+        raise InputError(f"lora.target_modules: {str(exc).splitlines()[0]}") from None
+    if gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def frozen_copy(model):
+    """A frozen, eval-mode copy of `model` (the reference when LoRA is off)."""
+    ref = copy.deepcopy(model)
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
+
+
+def model_identity(cfg: ModelConfig, seed: int) -> str:
+    """A string that changes when the reference weights change (for the log-prob cache key)."""
+    if cfg.init is not None:
+        return f"init:{sorted(cfg.init.items())}:seed={seed}:dtype={cfg.dtype}"
+    path = Path(cfg.name_or_path)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return f"path:{path.resolve()}:{stats}:dtype={cfg.dtype}"
