@@ -1,0 +1,162 @@
+"""Tokenisation and truncation of validated preference rows into `Example`s.
+
+The prompt and each completion are tokenised separately and concatenated as ids, so the prompt/
+completion boundary never depends on how a tokenizer would merge across it:
+
+- plain text: prompt ids = `tokenizer(prompt)` (with the tokenizer's special tokens, e.g. BOS);
+  completion ids = `tokenizer(completion, add_special_tokens=False)` + [EOS].
+- conversational: prompt ids = the chat template rendered with `add_generation_prompt=True`,
+  tokenised without added special tokens (what `apply_chat_template(tokenize=True)` gives: the
+  template itself writes BOS if the model wants one); completion ids = the assistant message's content
+  tokenised + [EOS]. This is a simplification: template text after the assistant content (an
+  end-of-turn marker such as `<|im_end|>`) is not reproduced; EOS stands in for it.
+
+Truncation (TRL's order): the prompt keeps its END (at most `max_prompt_length` tokens), then each
+completion keeps its START so that prompt + completion <= `max_length`. A row whose prompt leaves no
+room for a completion token is dropped, as is a row whose completions become identical; both are
+counted in `n_dropped`. A truncated completion loses its EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from isdaa.data.validation import OPTIONAL_COLUMNS, one_line, short_repr, validate_rows
+from isdaa.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    """One tokenised preference pair; completions end with EOS unless truncated."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    behavior_chosen_logps: float | None = None
+    behavior_rejected_logps: float | None = None
+    ref_chosen_logps: float | None = None
+    ref_rejected_logps: float | None = None
+    weight: float | None = None
+
+
+def length(example: Example) -> int:
+    """Padded length this example needs in a batch: prompt + the longer completion (for bucketing)."""
+    return len(example.prompt_ids) + max(len(example.chosen_ids), len(example.rejected_ids))
+
+
+def check_tokenizer(tokenizer, path: str = "") -> None:
+    """Raise InputError unless `tokenizer` has the EOS and pad tokens training needs.
+
+    `path` names the tokenizer (or model) in the message. `tokenize_rows` itself needs only EOS;
+    the caller decides whether a missing pad token is fatal or filled in.
+    """
+    prefix = f"{path}: " if path else ""
+    if getattr(tokenizer, "eos_token_id", None) is None:
+        raise InputError(
+            f"{prefix}tokenizer has no EOS token (eos_token_id is None); expected one to end completions: "
+            "set eos_token in the tokenizer"
+        )
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        raise InputError(
+            f"{prefix}tokenizer has no pad token (pad_token_id is None); "
+            "set pad_token in the tokenizer or `model.pad_token`"
+        )
+
+
+def tokenize_rows(
+    rows: Sequence[dict],
+    tokenizer,
+    *,
+    max_length: int,
+    max_prompt_length: int | None,
+    source: str = "",
+) -> tuple[list[Example], int]:
+    """Tokenise and truncate rows (as from `load_rows`) into Examples; returns (examples, n_dropped).
+
+    `source` names the data in error messages. Raises InputError when the tokenizer lacks EOS (or a
+    chat template for conversational rows), when the template fails on a row, or when every row is
+    dropped.
+    """
+    where = f"{source}: " if source else ""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise InputError(f"{where}max_length={short_repr(max_length)}: expected an integer >= 2")
+    if max_prompt_length is not None and (
+        isinstance(max_prompt_length, bool) or not isinstance(max_prompt_length, int) or max_prompt_length < 1
+    ):
+        raise InputError(f"{where}max_prompt_length={short_repr(max_prompt_length)}: expected an integer >= 1 or null")
+    rows = validate_rows(rows, source, extra_columns=None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise InputError(f"{where}tokenizer has no EOS token (eos_token_id is None); expected one to end completions")
+
+    def ids(texts: list[str], special: bool) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=special, verbose=False)["input_ids"]
+
+    if isinstance(rows[0]["chosen"], list):
+        if not getattr(tokenizer, "chat_template", None):
+            raise InputError(
+                f"{where}rows are conversational but the tokenizer has no chat template; "
+                "expected a tokenizer with chat_template set, or plain-text rows"
+            )
+        prompt_texts = [_render(tokenizer, row["prompt"], i, where) for i, row in enumerate(rows)]
+        prompts = ids(prompt_texts, False)
+        chosen = ids([row["chosen"][0]["content"] for row in rows], False)
+        rejected = ids([row["rejected"][0]["content"] for row in rows], False)
+    else:
+        prompts = ids([row["prompt"] for row in rows], True)
+        chosen = ids([row["chosen"] for row in rows], False)
+        rejected = ids([row["rejected"] for row in rows], False)
+
+    examples: list[Example] = []
+    too_long = identical = 0
+    for i, row in enumerate(rows):
+        p = prompts[i]
+        if not p:
+            raise InputError(f"{where}row {i + 1}: field 'prompt' tokenises to no tokens; expected a non-empty prompt")
+        if max_prompt_length is not None:
+            p = p[-max_prompt_length:]
+        room = max_length - len(p)
+        if room < 1:
+            too_long += 1
+            continue
+        c = (chosen[i] + [eos])[:room]
+        r = (rejected[i] + [eos])[:room]
+        if c == r:
+            identical += 1
+            continue
+        extras = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
+        examples.append(Example(list(p), c, r, **extras))
+
+    dropped = too_long + identical
+    limits = f"max_length={max_length}, max_prompt_length={max_prompt_length}"
+    if not examples:
+        if identical == 0:
+            raise InputError(
+                f"{where}every row's prompt fills max_length={max_length} (max_prompt_length={max_prompt_length}), "
+                "leaving no completion token: raise max_length or lower max_prompt_length"
+            )
+        raise InputError(
+            f"{where}every row was dropped at {limits}: {too_long} whose prompt fills max_length, {identical} whose "
+            "chosen and rejected are identical once truncated; raise max_length or lower max_prompt_length"
+        )
+    if dropped:
+        logger.warning(
+            "%sdropped %d of %d rows at %s: %d whose prompt fills max_length, %d whose completions are identical "
+            "once truncated",
+            where, dropped, len(rows), limits, too_long, identical,
+        )
+    return examples, dropped
+
+
+def _render(tokenizer, messages: list[dict], i: int, where: str) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as e:  # jinja errors, raise_exception() in templates (e.g. roles must alternate)
+        raise InputError(
+            f"{where}row {i + 1}: field 'prompt': the chat template failed ({one_line(e)}); "
+            "expected messages the template accepts"
+        ) from e
