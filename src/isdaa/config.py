@@ -124,6 +124,9 @@ class EvalConfig:
     baseline: str = "chosen"  # chosen | reference | none (win rate against ...)
     max_prompt_length: int = 512
     num_threads: int = 0
+    dtype: str = "float32"  # eval: weights of models loaded from paths (float32 | bfloat16 | float16); log-probs stay fp32
+    device: str = "auto"  # eval: where models loaded from paths run: auto (cuda when available) | cpu | cuda | cuda:N
+    progress: bool = True  # eval: tqdm progress bars
 
 
 # Short flags accepted on the command line (DESIGN.md): --beta 0.01 == --objective.beta 0.01

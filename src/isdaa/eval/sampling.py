@@ -1,0 +1,207 @@
+"""Sampling completions from a causal LM and scoring them teacher-forced.
+
+`sample_completions` calls `model.generate` with a generation config built here from scratch: the model's own
+`generation_config` (which may carry top_k, repetition_penalty, suppressed tokens, ... from a checkpoint) is
+swapped out for the duration of the call, and transformers' global top_k = 50 default is disabled
+(`top_k=0`). So at temperature 1 and top_p 1 the tokens are drawn from the plain model distribution and
+`log π_θ(y|x)` is exactly the teacher-forced log-prob `score_logps` computes — which is what the KL
+estimators need. Other temperature / top_p values still sample correctly but then the samples are not
+from π_θ (callers flag the KL as biased).
+
+A completion is the generated tokens up to and including the first EOS (any of the tokenizer's and the
+model's EOS ids), or all `max_new_tokens` tokens when no EOS was produced (`finished=False`). Sequences are
+therefore draws from the distribution of responses truncated at `max_new_tokens`; the KL estimated on them
+is the KL between the two models' truncated-response distributions.
+
+Prompts of mixed lengths are left-padded for generation (position ids follow the attention mask).
+Determinism: the global torch RNG is forked, seeded with `seed`, and restored afterwards, so results depend
+only on (seed, batch_size, inputs, model) and the caller's RNG stream is untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from isdaa.logprobs import sequence_logps
+
+__all__ = ["Sample", "sample_completions", "score_logps", "eos_token_ids"]
+
+
+@dataclass
+class Sample:
+    prompt_index: int  # index into the prompt list
+    sample_index: int  # j-th of the n completions of that prompt
+    completion_ids: list[int]  # generated ids up to and including EOS, no padding
+    text: str  # decoded with skip_special_tokens=True
+    finished: bool  # True when the completion ends with EOS (False: cut at max_new_tokens)
+    sampled_logp: float | None = None  # Σ log softmax(generate's processed scores) at the sampled tokens (output_scores=True)
+
+
+def _base(model):
+    """The module that owns `generate` / `generation_config` (PEFT wraps it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """EOS ids that end a completion: the tokenizer's plus the model generation config's (e.g. end-of-turn)."""
+    ids: list[int] = []
+    for value in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(_base(model), "generation_config", None), "eos_token_id", None)):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and int(v) not in ids:
+                ids.append(int(v))
+    if not ids:
+        raise ValueError("neither the tokenizer nor the model's generation config defines an EOS token")
+    return ids
+
+
+def _fork_rng(device: torch.device):
+    """Fork the CPU RNG and, for an accelerator, the RNG of the model's device only."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    index = device.index
+    if index is None:
+        index = torch.get_device_module(device.type).current_device()
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        if r:
+            ids[k, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[k, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def sample_completions(
+    model,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    *,
+    n: int = 1,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = True,
+    output_scores: bool = False,
+) -> list[Sample]:
+    """Draw `n` completions for each prompt (token id lists), ordered prompt by prompt.
+
+    Returns `len(prompt_ids) * n` Samples. With `output_scores=True` each Sample also carries the log-prob
+    generate itself sampled from (a check of the generation config; costs (B, V) memory per step).
+    """
+    from transformers import GenerationConfig
+
+    if n < 1 or max_new_tokens < 1 or batch_size < 1:
+        raise ValueError("n, max_new_tokens and batch_size must be >= 1")
+    for i, p in enumerate(prompt_ids):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} has no tokens")
+    base = _base(model)
+    device = next(model.parameters()).device
+    eos = eos_token_ids(model, tokenizer)
+    eos_set = set(eos)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    gen_config = GenerationConfig(
+        do_sample=True,
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=0,  # transformers' default is 50: it would truncate the distribution
+        num_beams=1,
+        max_new_tokens=int(max_new_tokens),
+        eos_token_id=eos,
+        pad_token_id=pad_id,
+        use_cache=True,
+        return_dict_in_generate=True,
+        output_scores=output_scores,
+    )
+    jobs = [(i, j) for i in range(len(prompt_ids)) for j in range(n)]
+    samples: list[Sample] = []
+    was_training = model.training
+    saved_config = base.generation_config
+    model.eval()
+    try:
+        base.generation_config = GenerationConfig()  # no checkpoint defaults leak into the sampling
+        with _fork_rng(device), torch.no_grad():
+            torch.manual_seed(seed)
+            starts = range(0, len(jobs), batch_size)
+            for start in tqdm(starts, desc="sampling", disable=not progress, leave=False):
+                chunk = jobs[start : start + batch_size]
+                ids, mask = _left_pad([prompt_ids[i] for i, _ in chunk], pad_id, device)
+                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config)
+                generated = out.sequences[:, ids.shape[1]:].cpu()
+                logps = None
+                if output_scores:
+                    steps = torch.stack([s.float().log_softmax(-1).cpu() for s in out.scores], 1)  # (B, T, V)
+                    logps = steps.gather(-1, generated[:, : steps.shape[1], None]).squeeze(-1)  # (B, T)
+                for k, (i, j) in enumerate(chunk):
+                    row = generated[k].tolist()
+                    end = next((t for t, tok in enumerate(row) if tok in eos_set), None)
+                    completion = row if end is None else row[: end + 1]
+                    samples.append(
+                        Sample(
+                            prompt_index=i,
+                            sample_index=j,
+                            completion_ids=completion,
+                            text=tokenizer.decode(completion, skip_special_tokens=True),
+                            finished=end is not None,
+                            sampled_logp=None if logps is None else float(logps[k, : len(completion)].double().sum()),
+                        )
+                    )
+    finally:
+        base.generation_config = saved_config
+        model.train(was_training)
+    return samples
+
+
+def score_logps(
+    model,
+    prompt_ids: list[list[int]],
+    completion_ids: list[list[int]],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> torch.Tensor:
+    """Summed teacher-forced log-probs (N,) fp32 on CPU of completion_ids[k] given prompt_ids[k].
+
+    Uses `isdaa.logprobs.sequence_logps` on right-padded prompt+completion rows, batched by length.
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts for {len(completion_ids)} completions")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    for k, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        if len(p) == 0 or len(c) == 0:
+            raise ValueError(f"row {k}: prompt and completion need at least one token each")
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompt_ids)), key=lambda k: len(prompt_ids[k]) + len(completion_ids[k]), reverse=True)
+    out = torch.zeros(len(prompt_ids), dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            starts = range(0, len(order), batch_size)
+            for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+                idx = order[start : start + batch_size]
+                width = max(len(prompt_ids[k]) + len(completion_ids[k]) for k in idx)
+                ids = torch.zeros((len(idx), width), dtype=torch.long)
+                attn = torch.zeros_like(ids)
+                comp = torch.zeros_like(ids)
+                for r, k in enumerate(idx):
+                    p, c = prompt_ids[k], completion_ids[k]
+                    ids[r, : len(p) + len(c)] = torch.tensor(list(p) + list(c), dtype=torch.long)
+                    attn[r, : len(p) + len(c)] = 1
+                    comp[r, len(p) : len(p) + len(c)] = 1
+                summed, _ = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device))
+                out[torch.tensor(idx)] = summed.float().cpu()
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,160 @@
+"""Gold scorers: a registry of functions that give each (prompt, completion) a scalar "true" reward.
+
+A scorer is called as `scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]`
+with equally long lists of strings (and, when known, the token ids). `get_scorer(name, **kwargs)` returns one
+that checks its output (one finite float per completion); extra kwargs are bound to the scorer function.
+
+Built in:
+- `length`: the completion's token count (its ids when given, else whitespace words) — a trivial check.
+- `vader`: vaderSentiment's compound score of the completion text, in [-1, 1] (`pip install 'isdaa[sentiment]'`).
+- `hf-rm:<dir>`: a local transformers sequence-classification reward model; the score is logit 0 of the text
+  prompt + completion. Loaded once (safetensors, `trust_remote_code=False`); kwargs `batch_size`, `device`,
+  `max_length`.
+- `<module>:<function>`: imports `module` and calls `function` with the scorer signature (or just
+  `(prompts, completions)` when it takes no keyword arguments). This EXECUTES USER CODE: it is opt-in by
+  naming it explicitly, never derived from data.
+`register_scorer(name, fn)` adds a named scorer (the lab registers its world's exact reward as `lab`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+
+from isdaa.errors import InputError
+
+__all__ = ["get_scorer", "register_scorer", "registered_scorers", "Scorer"]
+
+Scorer = Callable[..., list]
+
+_BUILTINS = ("length", "vader")
+_REGISTRY: dict[str, Scorer] = {}
+
+
+def length_scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]:
+    """Token count of each completion (its ids when given, else whitespace-separated words)."""
+    if completion_ids is not None:
+        return [float(len(c)) for c in completion_ids]
+    return [float(len(c.split())) for c in completions]
+
+
+def vader_scorer(prompts, completions, **_) -> list[float]:
+    """vaderSentiment compound score of the completion (deterministic, lexicon inside the package)."""
+    analyzer = _vader()
+    return [float(analyzer.polarity_scores(c)["compound"]) for c in completions]
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:
+        raise InputError(
+            "scorer 'vader' needs the vaderSentiment package: pip install 'isdaa[sentiment]'"
+        ) from None
+    return SentimentIntensityAnalyzer()
+
+
+_REGISTRY["length"] = length_scorer
+_REGISTRY["vader"] = vader_scorer
+
+
+def register_scorer(name: str, fn: Scorer) -> None:
+    """Register `fn` under `name` (replacing an earlier registration of the same name).
+
+    Built-in names, `none`, and names containing ':' (reserved for `hf-rm:` and `module:function`) are refused.
+    """
+    if not isinstance(name, str) or not name or ":" in name or name == "none":
+        raise InputError(f"scorer name {name!r}: expected a non-empty name without ':' other than 'none'")
+    if name in _BUILTINS:
+        raise InputError(f"scorer name {name!r} is built in; choose another name")
+    if not callable(fn):
+        raise InputError(f"scorer {name!r}: expected a callable, got {type(fn).__name__}")
+    _REGISTRY[name] = fn
+
+
+def registered_scorers() -> list[str]:
+    """Names `get_scorer` accepts besides `hf-rm:<dir>` and `module:function`."""
+    return sorted(_REGISTRY)
+
+
+def _accepts_ids(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    names = {p.name for p in params}
+    return any(p.kind is p.VAR_KEYWORD for p in params) or {"prompt_ids", "completion_ids"} <= names
+
+
+def _checked(name: str, fn: Scorer) -> Scorer:
+    pass_ids = _accepts_ids(fn)
+
+    def scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]:
+        prompts, completions = list(prompts), list(completions)
+        if len(prompts) != len(completions):
+            raise ValueError(f"scorer {name!r}: {len(prompts)} prompts for {len(completions)} completions")
+        if pass_ids:
+            out = fn(prompts, completions, prompt_ids=prompt_ids, completion_ids=completion_ids)
+        else:
+            out = fn(prompts, completions)
+        try:
+            out = [float(v) for v in out]
+        except (TypeError, ValueError):
+            raise InputError(f"scorer {name!r}: expected a list of numbers, got {type(out).__name__}") from None
+        if len(out) != len(completions):
+            raise InputError(f"scorer {name!r}: returned {len(out)} scores for {len(completions)} completions")
+        bad = [k for k, v in enumerate(out) if not math.isfinite(v)]
+        if bad:
+            raise InputError(f"scorer {name!r}: non-finite score for completion {bad[0]} ({out[bad[0]]})")
+        return out
+
+    scorer.__name__ = f"scorer[{name}]"
+    return scorer
+
+
+def _import_function(name: str) -> Scorer:
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"scorer {name!r}: expected module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"scorer {name!r}: cannot import module {module_name!r} ({exc})") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise InputError(f"scorer {name!r}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(fn):
+        raise InputError(f"scorer {name!r}: {attr!r} is not callable")
+    return fn
+
+
+def get_scorer(name: str, **kwargs) -> Scorer:
+    """The scorer called `name` (see the module docstring); kwargs are bound to it.
+
+    Raises InputError for an unknown name (listing the registered ones) or a scorer that cannot be loaded.
+    """
+    if not isinstance(name, str) or not name:
+        raise InputError(f"scorer {name!r}: expected a name")
+    if name.startswith("hf-rm:"):
+        from isdaa.eval.reward_model import hf_reward_model
+
+        fn = hf_reward_model(name[len("hf-rm:"):], **kwargs)
+        kwargs = {}
+    elif name in _REGISTRY:
+        fn = _REGISTRY[name]
+    elif ":" in name:
+        fn = _import_function(name)
+    else:
+        raise InputError(
+            f"unknown scorer {name!r}; expected one of {', '.join(registered_scorers())}, "
+            "hf-rm:<reward model dir> or module:function"
+        )
+    if kwargs:
+        fn = functools.partial(fn, **kwargs)
+    return _checked(name, fn)

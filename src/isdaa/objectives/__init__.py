@@ -1,0 +1,34 @@
+"""Pure-tensor objectives of isdaa: DAA losses, RPO's SFT term, IS-DAA importance weights, weight
+statistics, preference metrics and the combined `daa_objective`. Imports nothing but torch.
+
+Shapes: every per-example input and output is a (B,) tensor of SUMMED response log-probs / token counts.
+"""
+
+from .losses import LOSS_KINDS, preference_loss
+from .metrics import preference_metrics
+from .objective import ObjectiveOutput, daa_objective
+from .regularizers import sft_loss
+from .stats import effective_sample_size, weight_stats
+from .weights import (
+    WEIGHT_MODES,
+    WEIGHTINGS,
+    importance_weights,
+    log_importance_weights,
+    weighting_kwargs,
+)
+
+__all__ = [
+    "LOSS_KINDS",
+    "WEIGHTINGS",
+    "WEIGHT_MODES",
+    "ObjectiveOutput",
+    "daa_objective",
+    "effective_sample_size",
+    "importance_weights",
+    "log_importance_weights",
+    "preference_loss",
+    "preference_metrics",
+    "sft_loss",
+    "weight_stats",
+    "weighting_kwargs",
+]

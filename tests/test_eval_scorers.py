@@ -1,0 +1,101 @@
+import importlib.util
+
+import pytest
+import torch
+
+from isdaa.errors import InputError
+from isdaa.eval import get_scorer, register_scorer, registered_scorers
+from isdaa.eval.scorers import _REGISTRY
+
+
+@pytest.fixture
+def clean_registry():
+    saved = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(saved)
+
+
+def test_length_scorer():
+    s = get_scorer("length")
+    assert s(["p", "q"], ["a b c", ""]) == [3.0, 0.0]
+    assert s(["p"], ["a b"], completion_ids=[[4, 5, 6, 2]]) == [4.0]
+
+
+def test_unknown_scorer_lists_names():
+    with pytest.raises(InputError) as exc:
+        get_scorer("gold-standard")
+    msg = str(exc.value)
+    assert "gold-standard" in msg and "length" in msg and "hf-rm:" in msg
+
+
+def test_register_and_kwargs(clean_registry):
+    def world(prompts, completions, *, scale=1.0):
+        return [scale * len(c) for c in completions]
+
+    register_scorer("lab", world)
+    assert "lab" in registered_scorers()
+    assert get_scorer("lab")(["x"], ["abcd"]) == [4.0]  # no id kwargs passed to a fn that does not take them
+    assert get_scorer("lab", scale=0.5)(["x"], ["abcd"]) == [2.0]
+    register_scorer("lab", lambda p, c: [1.0] * len(c))  # re-registration replaces
+    assert get_scorer("lab")(["x", "y"], ["a", "b"]) == [1.0, 1.0]
+    for bad in ("length", "none", "a:b", ""):
+        with pytest.raises(InputError):
+            register_scorer(bad, world)
+    with pytest.raises(InputError):
+        register_scorer("notfn", 3)
+
+
+def test_output_checked(clean_registry):
+    register_scorer("short", lambda p, c: [0.0])
+    register_scorer("nan", lambda p, c: [float("nan")] * len(c))
+    register_scorer("text", lambda p, c: ["good"] * len(c))
+    for name in ("short", "nan", "text"):
+        with pytest.raises(InputError, match=name):
+            get_scorer(name)(["a", "b"], ["x", "y"])
+
+
+def test_module_function():
+    s = get_scorer("isdaa.eval.scorers:length_scorer")
+    assert s(["p"], ["one two"]) == [2.0]
+    with pytest.raises(InputError, match="cannot import"):
+        get_scorer("no_such_module_xyz:f")
+    with pytest.raises(InputError, match="no attribute"):
+        get_scorer("isdaa.eval.scorers:nope")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vaderSentiment") is not None, reason="vaderSentiment installed")
+def test_vader_missing_says_how_to_install():
+    with pytest.raises(InputError, match=r"pip install 'isdaa\[sentiment\]'"):
+        get_scorer("vader")(["p"], ["great"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vaderSentiment") is None, reason="vaderSentiment not installed")
+def test_vader_scores():
+    s = get_scorer("vader")
+    good, bad = s(["p", "p"], ["what a wonderful happy day", "terrible awful horrible"])
+    assert good > 0.5 and bad < -0.5
+
+
+def test_hf_reward_model(tmp_path):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from isdaa.tiny import word_tokenizer
+
+    tok = word_tokenizer(["good", "bad", "day", "night"])
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, num_labels=1, pad_token_id=tok.pad_token_id,
+    )
+    rm = LlamaForSequenceClassification(cfg).eval()
+    rm.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    s = get_scorer(f"hf-rm:{tmp_path}", batch_size=2, device="cpu")
+    prompts, comps = ["good day ", "bad ", "night "], ["good", "bad night day", "day"]
+    got = s(prompts, comps)
+    with torch.no_grad():
+        want = [rm(**tok(p + c, return_tensors="pt")).logits[0, 0].item() for p, c in zip(prompts, comps)]
+    assert got == pytest.approx(want, abs=1e-5)
+    with pytest.raises(InputError, match="hf-rm"):
+        get_scorer(f"hf-rm:{tmp_path / 'missing'}")
