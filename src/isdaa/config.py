@@ -72,6 +72,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
     scheduler: str = "cosine"  # cosine | constant | linear (transformers' schedulers)
     warmup_ratio: float = 0.0
     min_lr_ratio: float = 0.1  # cosine floor, as in the paper (min 0.1 * lr)

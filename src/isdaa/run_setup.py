@@ -85,13 +85,14 @@ def _check_writable(path: Path) -> None:
 
 def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> None:
     """Decide fresh start vs resume, then create the directory. InputError if the directory is in the way."""
-    from accelerate import PartialState
+    from isdaa.distributed import process_state
 
+    state = process_state()
     run_dir = inputs.run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"option output_dir: {run_dir} exists and is not a directory")
     _check_writable(run_dir)
-    world = config.batch_size * config.grad_accum * PartialState().num_processes
+    world = config.batch_size * config.grad_accum * state.num_processes
     if len(inputs.train) < world:
         raise InputError(
             f"{config.data.train_file}: {len(inputs.train)} usable pairs, fewer than one global batch "
@@ -103,7 +104,7 @@ def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> None:
             raise InputError(f"option resume: {path} is not a complete checkpoint (no {ckpt.STATE_FILE})")
         inputs.resume_from = path
     elif config.resume == "auto" and ckpt.latest_checkpoint(run_dir) is not None:
-        torn = ckpt.remove_torn(run_dir) if PartialState().is_main_process else []
+        torn = ckpt.remove_torn(run_dir) if state.is_main_process else []
         for p in torn:
             print(f"isdaa: ignored an incomplete checkpoint {p} (a crash while writing it); removed")
         inputs.resume_from = ckpt.latest_checkpoint(run_dir)
@@ -113,7 +114,7 @@ def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> None:
                 f"option output_dir: {run_dir} is not empty and holds no checkpoint to resume; "
                 "pass --overwrite to start over there, or choose another directory"
             )
-        if PartialState().is_main_process:
+        if state.is_main_process:
             for name in RUN_OUTPUTS:
                 target = run_dir / name
                 if name == "ref-cache":

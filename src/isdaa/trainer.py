@@ -69,8 +69,13 @@ class Trainer:
         self.cfg = config
         self.inputs = inputs
         self.callbacks = list(callbacks)
-        self.acc = Accelerator(mixed_precision=config.mixed_precision, log_with=config.trackers or None,
-                               project_dir=str(inputs.run_dir))
+        from isdaa.distributed import use_cpu
+
+        # our schedule counts optimizer steps (one per global batch): accelerate must not step it once per process
+        self.acc = Accelerator(
+            cpu=use_cpu(), step_scheduler_with_optimizer=False, mixed_precision=config.mixed_precision,
+            log_with=config.trackers or None, project_dir=str(inputs.run_dir),
+        )
         self.run_dir = inputs.run_dir
         self.tok = inputs.tokenizer
         self.pad = self.tok.pad_token_id
@@ -105,7 +110,7 @@ class Trainer:
 
         o = self.cfg.optim
         params = [p for p in policy.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.weight_decay)
+        opt = torch.optim.AdamW(params, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps, weight_decay=o.weight_decay)
         warmup = int(o.warmup_ratio * total_steps)
         if o.scheduler == "cosine":
             sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total_steps, min_lr_rate=o.min_lr_ratio)

@@ -1,0 +1,46 @@
+"""Two CPU processes (gloo, torchrun) give the same training result as one process with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_INIT, WORDS
+from isdaa.runlog import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def _args(tokenizer_dir, pairs_file, out, batch_size):
+    return [
+        "train", "--output_dir", str(out), "--batch_size", str(batch_size), "--max_steps", "4", "--progress", "false",
+        "--num_threads", "1", "--model.init", str(dict(TINY_INIT, vocab_size=len(WORDS) + 8)),
+        "--model.tokenizer", str(tokenizer_dir), "--data.train_file", str(pairs_file), "--data.max_length", "32",
+        "--data.max_prompt_length", "16", "--optim.lr", "1e-3", "--weighting", "is",
+    ]
+
+
+def test_two_processes_match_one(tokenizer_dir, pairs_file, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "isdaa.cli", *_args(tokenizer_dir, pairs_file, tmp_path / "one", 8)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "isdaa.cli", *_args(tokenizer_dir, pairs_file, tmp_path / "two", 4)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    # gradients are averaged across processes: equal up to float summation order
+    la = [m["loss"] for m in read_metrics(tmp_path / "one") if "loss" in m]
+    lb = [m["loss"] for m in read_metrics(tmp_path / "two") if "loss" in m]
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-6, worst
+    assert len(la) == len(lb) == 4 and max(abs(x - y) for x, y in zip(la, lb)) < 1e-6
