@@ -55,6 +55,8 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     o = config.objective
     _choice("objective.loss", o.loss, LOSS_KINDS)
     _choice("objective.weighting", o.weighting, WEIGHTINGS)
+    if o.label_smoothing and o.loss != "sigmoid":
+        raise InputError(f"option objective.label_smoothing: only the sigmoid (DPO) loss takes it, not '{o.loss}'")
     if config.data.train_file is None:
         raise InputError("option data.train_file: required (a .jsonl/.json/.parquet file or a datasets directory)")
     if config.data.max_prompt_length >= config.data.max_length:

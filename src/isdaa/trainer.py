@@ -327,6 +327,10 @@ def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
     from isdaa.threads import set_threads
 
     set_threads(config.num_threads)
+    if not config.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     inputs = prepare_inputs(config)
     prepare_output_dir(config, inputs)
     return Trainer(config, inputs, callbacks).run()
