@@ -3,7 +3,9 @@
 A checkpoint is `<run>/checkpoints/step-N/`: accelerate's `save_state` (model, optimizer, scheduler, RNG)
 plus `trainer_state.json` (step, epoch, data position), written last. It is first written to
 `step-N.tmp-*` and renamed into place, so a crash while writing leaves a `.tmp-*` directory that is
-never read (and is reported and removed on the next start). Only the newest `keep_last` are kept.
+never read (and is reported and removed on the next start). Deleting a checkpoint (keep-last pruning,
+or replacing one of the same step) removes its state file first, so a crash midway leaves a torn one
+too, never one that looks complete but lacks files. Only the newest `keep_last` are kept.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_TMP_MARK = ".tmp-"  # step-N.tmp-write: a checkpoint being written (never read)
+_OURS = re.compile(r"^step-\d+(\.tmp-.*)?$")
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -34,12 +38,27 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def is_complete(path: str | Path) -> bool:
+    """A checkpoint directory that was fully written: it has the state file and is not a temporary one."""
+    path = Path(path)
+    return path.is_dir() and _TMP_MARK not in path.name and (path / STATE_FILE).is_file()
+
+
 def torn_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Directories left by a crash while writing (temporary ones, or missing the state file)."""
+    """Directories left by a crash while writing: temporary `step-N.tmp-*` ones (even when the crash came
+    after the state file was written, just before the rename) and `step-N` ones missing the state file
+    (a crash while an old checkpoint was being deleted). Other entries of `checkpoints/` are left alone."""
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not (p / STATE_FILE).is_file())
+    return sorted(p for p in root.iterdir() if p.is_dir() and _OURS.match(p.name) and not is_complete(p))
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint so that a crash midway leaves a torn one (state file gone first), never a
+    'complete' one with missing files."""
+    (path / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -66,10 +85,10 @@ def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, ke
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
         if final.exists():
-            shutil.rmtree(final)
+            _remove(final)
         tmp.rename(final)
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     accelerator.wait_for_everyone()
     return final
 

@@ -18,6 +18,8 @@ commands:
   eval    sample from a policy, score with a gold scorer, estimate KL to a reference
   lab     run the over-optimization lab sweep (methods x beta x seeds in a controlled world)
   demo    the lab's demo subset (the main job; <= 10 minutes on 2 CPU cores)
+  pairs   sample completions from a model, score them with a gold scorer, write labelled TRL pairs
+  models  prepare a real pretrained model offline (isdaa models prepare smollm2)
 
 `isdaa <command> --help` lists every option with its default.
 """
@@ -38,7 +40,7 @@ def _split_config(args: list[str]) -> tuple[str | None, list[str]]:
     path, rest, i = None, [], 0
     while i < len(args):
         if args[i] == "--config":
-            if i + 1 >= len(args):
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
                 raise InputError("option --config: expected a YAML file path")
             path, i = args[i + 1], i + 2
         elif args[i].startswith("--config="):
@@ -88,7 +90,35 @@ def _lab(args: list[str], demo: bool = False) -> int:
     return lab_main(args, demo=demo)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "lab": _lab, "demo": lambda a: _lab(a, demo=True)}
+def _pairs(args: list[str]) -> int:
+    from isdaa.config import PairsConfig, load_config, parse_overrides
+
+    if "-h" in args or "--help" in args:
+        print(_help("pairs", PairsConfig, {"model": "model.name_or_path"}))
+        return 0
+    path, rest = _split_config(args)
+    config = load_config(PairsConfig, path, parse_overrides(rest))
+    from isdaa.pairs import pairs_main
+
+    stats = pairs_main(config)
+    left = stats["left_out_identical"] + stats["left_out_empty"] + stats["left_out_ties"]
+    means = ""
+    if stats["chosen_score_mean"] is not None:
+        means = f"; mean score chosen {stats['chosen_score_mean']:.3f}, rejected {stats['rejected_score_mean']:.3f}"
+    print(
+        f"isdaa: {stats['n_pairs']} pairs from {stats['n_prompts']} prompts ({left} left out){means}; "
+        f"{stats['seconds']:.0f}s; written to {stats['out']}"
+    )
+    return 0
+
+
+def _models(args: list[str]) -> int:
+    from isdaa.prepare import models_main
+
+    return models_main(args)
+
+
+COMMANDS = {"train": _train, "eval": _eval, "lab": _lab, "demo": lambda a: _lab(a, demo=True), "pairs": _pairs, "models": _models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,9 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
     precompute_ref: bool = True  # reference log-probs once before training, cached on disk
     ref_cache_dir: str | None = None  # default: <output_dir>/ref-cache
+    # run each prompt once, its KV cache shared by the chosen and rejected completions (same log-probs and
+    # gradients up to float rounding); used when prompts average >= 64 tokens and gradient checkpointing is off
+    prompt_sharing: bool = True
     max_bad_steps: int = 5  # stop after this many consecutive non-finite steps
     trackers: list = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, ...
     progress: bool = True
@@ -151,6 +154,18 @@ def _positive(name):
     return lambda v: v > 0 or f"{name} must be > 0, got {v}"
 
 
+def _trackers(v):
+    from accelerate.utils import LoggerType  # the names accelerate's log_with accepts
+
+    known = [t.value for t in LoggerType]
+    bad = [t for t in v if t not in known]
+    if not bad:
+        return True
+    close = difflib.get_close_matches(str(bad[0]), known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"trackers: unknown tracker {bad[0]!r}{hint}; expected some of {', '.join(known)}"
+
+
 CHECKS: dict[str, typing.Callable[[Any], Any]] = {
     "objective.beta": _positive("objective.beta"),
     "objective.is_eps": _positive("objective.is_eps"),
@@ -169,6 +184,7 @@ CHECKS: dict[str, typing.Callable[[Any], Any]] = {
     "keep_last": _positive("keep_last"),
     "max_bad_steps": _positive("max_bad_steps"),
     "mixed_precision": lambda v: v in ("no", "bf16", "fp16") or f"mixed_precision must be no, bf16 or fp16, got {v!r}",
+    "trackers": _trackers,
     "model.dtype": lambda v: v in ("float32", "bfloat16", "float16") or f"model.dtype must be float32, bfloat16 or float16, got {v!r}",
     "data.max_length": _positive("data.max_length"),
     "data.max_prompt_length": _positive("data.max_prompt_length"),
@@ -358,3 +374,85 @@ def describe(cls, prefix: str = "") -> list[tuple[str, str, Any]]:
         else:
             rows.append((f"{prefix}{f.name}", _type_name(tp), value))
     return rows
+
+
+# ------------------------------------------------------------------------------------------ the lab
+# (isdaa.lab; `isdaa lab --config lab.yaml`, `isdaa demo`). Methods and regimes are lists of plain mappings,
+# validated by isdaa.lab.sweep (each method's keys are ObjectiveConfig fields plus `label`).
+
+
+@dataclass
+class LabWorldConfig:
+    """The controlled world (isdaa.lab.world): base distribution and gold reward parameters."""
+
+    p_target: float = 0.3  # base: probability that a word is one of the prompt's 6 target words
+    p_stop: float = 0.3  # base: stop probability after each word (length >= 1, mean ~ 1/p_stop)
+    max_len: int = 16  # base: at most this many words
+    rep_penalty: float = 0.5  # gold: cost of every extra copy of a target word
+    len_penalty: float = 0.5  # gold: cost per word beyond len_free
+    len_free: int = 12
+
+
+@dataclass
+class LabReferenceConfig:
+    """The reference policy: a tiny Llama fitted to the base distribution by plain SFT."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    steps: int = 200
+    batch_size: int = 256
+    lr: float = 3e-3
+    seed: int = 0
+
+
+@dataclass
+class LabPairsConfig:
+    """Preference pairs: two reference samples per prompt, Bradley-Terry labels on the gold reward."""
+
+    label_temperature: float = 0.5  # P(a > b) = sigmoid((r_a - r_b) / label_temperature)
+    seed: int = 0  # pair seed s + training seed: every training seed gets its own pair set
+
+
+@dataclass
+class LabConfig:
+    output_dir: str = "runs/lab"
+    overwrite: bool = False  # allow a non-empty output_dir (its runs are replaced)
+    world: LabWorldConfig = field(default_factory=LabWorldConfig)
+    reference: LabReferenceConfig = field(default_factory=LabReferenceConfig)
+    pairs: LabPairsConfig = field(default_factory=LabPairsConfig)
+    methods: list = field(default_factory=list)  # [{label: DPO, loss: sigmoid}, ...]; empty = the default sweep
+    regimes: list = field(default_factory=list)  # [{name, n_pairs, max_steps|epochs, lr, batch_size, eval_every}]
+    betas: list = field(default_factory=lambda: [0.01, 0.05, 0.1])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    eval_samples: int = 32  # completions per held-out prompt at every evaluation (T = 1, no top-p)
+    report_beta: float = 0.01  # the beta of the report's main table
+    common_sqrt_kl: float = 0.0  # KL budget of the "gold at a common KL" column; 0 = smallest final sqrt(KL)
+    workers: int = 2  # parallel training processes (one torch thread each); 1 = in this process
+    keep_models: bool = False  # keep every run's final/ model (disk); off: deleted after evaluation
+    progress: bool = True
+
+
+@dataclass
+class PairsConfig:
+    """`isdaa pairs`: sample completions from a model, score them with a gold scorer, label pairs (isdaa.pairs)."""
+
+    prompts: str | None = None  # .txt (one prompt per line) or .jsonl/.json objects with a 'prompt' field
+    out: str | None = None  # the .jsonl file to write (atomically)
+    scorer: str = "vader"  # a registered scorer name, hf-rm:<dir>, or module:function (runs your code: opt-in)
+    chat: bool = False  # string prompts become one user message rendered with the chat template; rows conversational
+    n_per_prompt: int = 2  # completions per prompt; consecutive disjoint pairs (0,1), (2,3), ...
+    label: str = "bt"  # bt (Bradley-Terry draw) | argmax (higher score chosen; ties left out)
+    bt_temperature: float = 1.0  # P(a chosen) = sigmoid((s_a - s_b) / bt_temperature)
+    max_new_tokens: int = 64
+    temperature: float = 1.0  # sampling temperature of the behaviour model
+    top_p: float = 1.0
+    max_prompts: int = 0  # 0 = every prompt in the file
+    batch_size: int = 16
+    seed: int = 0
+    with_scores: bool = False  # add score_chosen / score_rejected columns (train with data.extra_columns)
+    stats_out: str | None = None  # also write counts and score summaries as JSON here
+    num_threads: int = 0  # torch CPU threads; 0 = min(cores, 2)
+    progress: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)  # the behaviour policy (--model DIR)
+

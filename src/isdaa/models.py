@@ -33,6 +33,58 @@ def _source(cfg: ModelConfig) -> tuple[str, dict]:
     return str(path), {}
 
 
+def _llama_config(init: dict):
+    """`LlamaConfig(**init)`, or InputError (transformers raises several exception types on bad values)."""
+    from transformers import LlamaConfig
+
+    try:
+        return LlamaConfig(**init)
+    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, StrictDataclassClassValidationError, ...
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise InputError(f"model.init: not a valid LlamaConfig ({lines[-1] if lines else type(exc).__name__})") from None
+
+
+def check_model_source(cfg: ModelConfig) -> None:
+    """Everything `load_policy` would refuse about the model source, checked cheaply (no weights read),
+    so that a run fails before its output directory exists."""
+    if (cfg.name_or_path is None) == (cfg.init is None):
+        raise InputError("model: set exactly one of model.name_or_path (a local model) and model.init (a LlamaConfig)")
+    if cfg.init is not None:
+        _llama_config(cfg.init)
+    else:
+        _source(cfg)
+
+
+def check_lora_targets(cfg: ModelConfig, lora: LoraConfig) -> None:
+    """InputError when none of `lora.target_modules` names a module of the model (what PEFT refuses),
+    found on a weightless meta-device copy of the architecture. Skipped where that copy cannot be built."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    targets = [str(t) for t in lora.target_modules]
+    if not targets or "all-linear" in targets:
+        return
+    try:
+        if cfg.init is not None:
+            config = _llama_config(cfg.init)
+        else:
+            src, extra = _source(cfg)
+            if extra:  # .gguf: the architecture is only known after reading the file
+                return
+            config = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 - the check is best effort; PEFT checks again when the model is loaded
+        return
+    names = [n for n, _ in model.named_modules()]
+    if not any(n == t or n.endswith("." + t) for t in targets for n in names):
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names if n and not n.rsplit(".", 1)[-1].isdigit()})
+        raise InputError(
+            f"lora.target_modules: none of {targets} is a module of the model; module names include {', '.join(leaves[:12])}"
+        )
+
+
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 
@@ -63,16 +115,12 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_policy(cfg: ModelConfig, *, seed: int = 0):
     """The trainable causal LM, in `cfg.dtype`."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     dtype = DTYPES[cfg.dtype]
-    if (cfg.name_or_path is None) == (cfg.init is None):
-        raise InputError("model: set exactly one of model.name_or_path (a local model) and model.init (a LlamaConfig)")
+    check_model_source(cfg)
     if cfg.init is not None:
-        try:
-            config = LlamaConfig(**cfg.init)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"model.init: not a valid LlamaConfig ({exc})") from None
+        config = _llama_config(cfg.init)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = LlamaForCausalLM(config).to(dtype)
