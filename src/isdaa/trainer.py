@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from tqdm.auto import tqdm
 
 from isdaa import checkpoint as ckpt
 from isdaa.config import TrainConfig, save_config
-from isdaa.data import collate
-from isdaa.logprobs import batch_logps
+from isdaa.data import SHARED_KEYS, collate, collate_shared
+from isdaa.errors import InputError
+from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import daa_objective, preference_metrics
 from isdaa.reference import attach_reference_logps, cached_reference_logps
 from isdaa.run_setup import RunInputs, prepare_inputs, prepare_output_dir
@@ -47,6 +49,25 @@ def _call(callbacks, name, *args):
             fn(*args)
 
 
+# Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
+# on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
+MIN_SHARED_PROMPT_TOKENS = 64
+
+
+def _pair_logps(model, batch) -> dict:
+    """`batch_logps` of either batch layout: `collate` (2B concatenated rows) or `collate_shared` (prompt once)."""
+    if "prompt_ids" in batch:
+        return batch_logps_shared_prompt(model, *(batch[k] for k in SHARED_KEYS))
+    return batch_logps(model, batch)
+
+
+def _batch_tokens(batch) -> int:
+    """Tokens of the 2B prompt+completion sequences, whichever the layout (the same count for both)."""
+    if "prompt_ids" in batch:
+        return int(2 * batch["prompt_mask"].sum() + batch["chosen_mask"].sum() + batch["rejected_mask"].sum())
+    return int(batch["attention_mask"].sum())
+
+
 class _EpochOrder(torch.utils.data.Dataset):
     """The examples of one epoch, in the order of a permutation seeded by (seed, epoch)."""
 
@@ -69,7 +90,13 @@ class Trainer:
         self.cfg = config
         self.inputs = inputs
         self.callbacks = list(callbacks)
+        from accelerate.state import AcceleratorState
+
         from isdaa.distributed import use_cpu
+
+        # a process may train several runs (the lab, notebooks): each gets its own precision settings;
+        # the process group (PartialState) is kept
+        AcceleratorState._reset_state()
 
         # our schedule counts optimizer steps (one per global batch): accelerate must not step it once per process
         self.acc = Accelerator(
@@ -94,9 +121,25 @@ class Trainer:
                 chosen, rejected, _ = cached_reference_logps(
                     model.to(self.acc.device), examples, cache_dir=self.inputs.ref_cache_dir,
                     model_id=self.inputs.model_id, pad_token_id=self.pad, batch_size=cfg.eval_batch_size, progress=bar,
+                    prompt_sharing=self._shared(),
                 )
             bar.close()
             attach_reference_logps(examples, chosen, rejected)
+
+    def _shared(self) -> bool:
+        """Whether batches use the shared-prompt layout: `prompt_sharing`, no gradient checkpointing (the
+        cache is dropped there), and prompts long enough to pay for the second forward call."""
+        if not hasattr(self, "_shared_prompt"):
+            train = self.inputs.train
+            mean_prompt = sum(len(e.prompt_ids) for e in train) / max(len(train), 1)
+            self._shared_prompt = bool(
+                self.cfg.prompt_sharing and not self.cfg.model.gradient_checkpointing
+                and mean_prompt >= MIN_SHARED_PROMPT_TOKENS
+            )
+        return self._shared_prompt
+
+    def _collate(self, examples):
+        return collate_shared(examples, self.pad) if self._shared() else collate(examples, self.pad)
 
     def _bars(self) -> bool:
         return self.cfg.progress and self.acc.is_local_main_process
@@ -123,14 +166,14 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------------------
     def _objective(self, policy, reference, batch):
         o = self.cfg.objective
-        out = batch_logps(policy, batch)
+        out = _pair_logps(policy, batch)
         if "ref_chosen_logps" in batch:
             ref_c, ref_r = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
         else:
             with torch.no_grad():
                 ctx = self.acc.unwrap_model(policy).disable_adapter() if reference is None else contextlib.nullcontext()
                 with ctx:
-                    ref = batch_logps(reference if reference is not None else policy, batch)
+                    ref = _pair_logps(reference if reference is not None else policy, batch)
             ref_c, ref_r = ref["chosen_logps"], ref["rejected_logps"]
         hparams = dict(o.hparams)
         if o.label_smoothing:
@@ -149,7 +192,7 @@ class Trainer:
     def _loader(self, epoch: int, skip: int):
         dl = torch.utils.data.DataLoader(
             _EpochOrder(self.inputs.train, self.cfg.seed, epoch), batch_size=self.cfg.batch_size, shuffle=False,
-            drop_last=True, collate_fn=lambda exs: collate(exs, self.pad),
+            drop_last=True, collate_fn=self._collate,
         )
         dl = self.acc.prepare_data_loader(dl)
         return iter(self.acc.skip_first_batches(dl, skip) if skip else dl)
@@ -162,7 +205,7 @@ class Trainer:
         policy.eval()
         records = []
         for start in range(0, len(self.inputs.eval), self.cfg.eval_batch_size):
-            batch = collate(self.inputs.eval[start : start + self.cfg.eval_batch_size], self.pad)
+            batch = self._collate(self.inputs.eval[start : start + self.cfg.eval_batch_size])
             batch = {k: v.to(self.acc.device) for k, v in batch.items()}
             out = self._objective(policy, reference, batch)
             records.append(out.metrics)
@@ -196,7 +239,13 @@ class Trainer:
 
         start, state = 0, {"skipped_steps": 0, "bad_streak": 0}
         if self.inputs.resume_from is not None:
-            acc.load_state(str(self.inputs.resume_from))
+            try:
+                acc.load_state(str(self.inputs.resume_from))
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                raise InputError(
+                    f"option resume: checkpoint {self.inputs.resume_from} cannot be loaded "
+                    f"({str(exc).splitlines()[0][:200]}); resume from another one or start over with --resume never --overwrite"
+                ) from None
             state.update(ckpt.read_state(self.inputs.resume_from))
             start = state["step"]
         log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
@@ -227,7 +276,7 @@ class Trainer:
                     finite &= bool(torch.isfinite(out.loss))
                     acc.backward(out.loss / cfg.grad_accum)
                 records.append(out.metrics)
-                tokens += int(batch["attention_mask"].sum())
+                tokens += _batch_tokens(batch)
             norm = acc.clip_grad_norm_(policy.parameters(), cfg.optim.max_grad_norm or float("inf"))
             finite &= bool(torch.isfinite(torch.as_tensor(norm)))
             finite = bool(acc.reduce(torch.tensor(float(finite), device=acc.device), "min") > 0)
@@ -237,7 +286,9 @@ class Trainer:
             else:
                 state["skipped_steps"] += 1
                 state["bad_streak"] += 1
-            sched.step()
+            with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
+                warnings.simplefilter("ignore", UserWarning)
+                sched.step()
             opt.zero_grad(set_to_none=True)
             elapsed = time.perf_counter() - t0
             done = step + 1
