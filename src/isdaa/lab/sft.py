@@ -36,7 +36,7 @@ def encode_pairs(tokenizer, prompts: list[str], responses: list[list[str]]):
     response words and the EOS."""
     seqs, comp = [], []
     for prompt, words in zip(prompts, responses):
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        p_ids = tokenizer(prompt)["input_ids"]  # as isdaa.data tokenises a plain prompt
         r_ids = tokenizer.convert_tokens_to_ids(list(words)) + [tokenizer.eos_token_id]
         seqs.append(p_ids + r_ids)
         comp.append([0] * len(p_ids) + [1] * len(r_ids))

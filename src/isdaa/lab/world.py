@@ -2,34 +2,42 @@
 
 Prompts. A prompt is two words, ``"<topic> <style>"``, e.g. ``"sea today"``: 8 topics × 4 style words =
 32 prompts. The style word changes nothing (neither the base distribution nor the reward); it only makes
-a real held-out split possible: each topic has one (topic, style) combination that never appears in the
+a real held-out split possible: each topic's combination with the style ``again`` never appears in the
 preference data and is used for evaluation (`eval_prompts`).
 
-Base distribution (what the reference is fine-tuned to imitate). For topic k with target words
-T_k = {t_1, t_2, t_3} (e.g. sea → wave, ship, fish) over a response vocabulary of the 24 target words of
-all topics:
-    - every response has at least one word; after each word it stops with probability ``p_stop``
-      (a geometric length, mean ≈ 1/p_stop), and it always stops at ``max_len`` words;
-    - each word is drawn i.i.d.: one of the prompt's own targets with total probability ``p_target``
-      (split evenly), otherwise uniformly one of the 21 other topics' words.
-So log p_base(y|x) = Σ_i log q_k(y_i) + (L−1)·log(1 − p_stop) + [L < max_len]·log p_stop is exact.
+Base distribution (what the reference is fine-tuned to imitate). Each topic k has 6 target words T_k (sea →
+wave, ship, fish, shell, sand, tide); the response vocabulary is the 48 target words of all topics.
+    - a response has at least one word; after each word it stops with probability ``p_stop`` (a geometric
+      length, mean ≈ 1/p_stop), and it always stops at ``max_len`` words;
+    - each word is drawn i.i.d.: one of the prompt's own targets with total probability ``p_target`` (split
+      evenly), otherwise uniformly one of the 42 other topics' words.
+So log p_base(y|x) = Σ_i log q_k(y_i) + (L−1)·log(1 − p_stop) + [L < max_len]·log p_stop, exactly.
 
-Gold reward (closed form), for the response's words y = (y_1 … y_L):
-    r(x, y) = |T_x ∩ set(y)|                      each target word counts ONCE
-              − rep_penalty · (L − |set(y)|)      every repeated word costs
-              − len_penalty · max(0, L − len_free) excessive length costs
-Range: at most 3 (the three targets, each once, nothing else); unbounded below.
+Gold reward (closed form). With c_t = the number of copies of target t in the response and L its length:
+    r(x, y) = Σ_{t ∈ T_x, c_t ≥ 1} (1 − rep_penalty·(c_t − 1))  −  len_penalty·max(0, L − len_free)
+each target word is good ONCE, every extra copy costs ``rep_penalty``, every word beyond ``len_free`` costs
+``len_penalty``; other words (other topics' words, prompt words, special tokens) earn nothing. Maximum: 6.
 
-Why plain DPO over-optimizes here. Near the data (reference samples: ~5 words, few repeats) the gold
-reward is, to first order, *linear* in "how many target words": chosen responses contain more target
-words, and longer responses contain more of them, so Bradley–Terry labels reward target words and
-(weakly) length. The penalties act through features the data barely covers: a reference sample seldom
-repeats a target word and seldom exceeds ``len_free`` words, so the preference data carry almost no
-signal about them. DPO's implicit reward β·log π/π_ref is fitted by making individual target tokens more
-likely and the end-of-sequence token less likely; with small β and many passes over few pairs it keeps
-extrapolating that direction past the data's support, where the policy emits long runs of repeated target
-words — responses the reference never produced and the gold reward penalizes. The gold reward therefore
-first rises (targets appear), then falls (repetition and length), while KL to the reference keeps growing.
+Why DPO over-optimizes here. Near the data (reference samples: ~3.3 words, rarely a repeated target,
+almost never more than 12 words — P(L > 12) = 0.7^12 ≈ 1.4%) the gold reward is, to first order, linear in
+"how many target words": chosen responses contain more of them and are longer (3.97 vs 2.67 words in the
+default pairs), so Bradley–Terry labels reward target words and length. The penalties act on features the
+data barely cover (repeated targets, > 12 words), and nothing in the data constrains tokens that never occur
+in any response (prompt words, special tokens). DPO fits β·log π/π_ref by moving likelihood; with small β and
+many passes over few pairs it keeps moving after the pairs are separated, the likelihood of both chosen and
+rejected responses falls, and the mass lands outside the data's support: first longer responses with
+repeated targets, then words no response ever contained. The gold reward rises, peaks, and falls while
+KL(π‖π_ref) keeps growing. (Measured, 3 seeds, few-pairs regime: seed-mean gold 0.87 → 1.70 at KL 6.8 →
+0.12 at KL 42.6; at the end 61% of the generated tokens are off-support.)
+
+How the parameters were fixed (plain DPO at β = 0.01 only, before any other method was run). Earlier
+drafts failed the requirement and were changed for stated reasons: (1) 3 targets per topic and a penalty on
+any repeated word: the labels mostly rewarded *short* responses, DPO shortened them and the gold barely rose;
+(2) repeats of targets only, length penalty from 8 words: the rise was ~0.3 and lost in noise because the
+policy lengthened as fast as it found targets; (3) 6 targets per topic (so random duplicates are rarer and a
+good response has room to grow) and the length penalty from 12 words: DPO rises by ~0.8 and then gives all
+of it back (kept). Protocol likewise: lr 1e-3 / 1e-4 moved too fast to see the rise (KL 20 nats in 100
+steps); 5e-5 with 1000 steps of 32 pairs over 1000 pairs (32 epochs) shows the whole rise and fall.
 """
 
 from __future__ import annotations
@@ -56,14 +64,14 @@ HELD_OUT_STYLE = "again"
 
 @dataclass(frozen=True)
 class WorldParams:
-    """The world's numbers (mirrors `isdaa.config.WorldConfig`)."""
+    """The world's numbers (mirrors `isdaa.config.LabWorldConfig`)."""
 
     p_target: float = 0.3
     p_stop: float = 0.3
     max_len: int = 16
     rep_penalty: float = 0.5
     len_penalty: float = 0.5
-    len_free: int = 8
+    len_free: int = 12
 
 
 class World:
@@ -116,12 +124,11 @@ class World:
 
         c_t = number of occurrences of target word t in y, L = number of words. Equivalently:
         (#distinct targets present) − rep_penalty·(#extra copies of target words) − length excess cost.
-        `response` is the response text (split on whitespace) or its list of words; ``<eos>`` and ``<pad>``
-        are not words of the response, any other token counts as a word.
+        `response` is the response text (split on whitespace) or its list of words (tokens); every element
+        counts as a word, so strip the end-of-sequence token first.
         """
         p = self.params
         words = response.split() if isinstance(response, str) else list(response)
-        words = [w for w in words if w not in ("<eos>", "<pad>")]
         reward = 0.0
         for target in TOPICS[self.topic_of(prompt)]:
             c = words.count(target)
@@ -163,15 +170,43 @@ class World:
     def describe(self) -> str:
         """Markdown description of the world (for the report)."""
         p = self.params
+        k = len(next(iter(TOPICS.values())))
         topics = "; ".join(f"{t} → {', '.join(TOPICS[t])}" for t in self.topics)
+        mean_len = sum((1 - p.p_stop) ** i for i in range(p.max_len))
         return (
             f"- Prompts: `<topic> <style>`, {len(self.topics)} topics × {len(self.styles)} style words "
-            f"(the style word changes nothing); evaluation on the held-out combinations `<topic> {HELD_OUT_STYLE}`.\n"
-            f"- Topics and their target words: {topics}.\n"
-            f"- Base distribution: at least one word, stop after each word with probability {p.p_stop} "
-            f"(mean length ≈ {1 / p.p_stop:.1f}), at most {p.max_len} words; each word i.i.d.: one of the "
-            f"prompt's 3 targets with total probability {p.p_target}, otherwise uniform over the other "
-            f"{len(self.words) - 3} words.\n"
-            f"- Gold reward: r = (#distinct target words present) − {p.rep_penalty}·(#repeated words) − "
-            f"{p.len_penalty}·max(0, length − {p.len_free}); maximum 3."
+            f"(the style word changes nothing); training prompts use {len(self.styles) - 1} styles, evaluation the "
+            f"held-out combinations `<topic> {HELD_OUT_STYLE}`.\n"
+            f"- Topics and their {k} target words: {topics}.\n"
+            f"- Base distribution (what the reference imitates): at least one word, stop after each word with "
+            f"probability {p.p_stop} (mean length {mean_len:.2f}), at most {p.max_len} words; each word i.i.d.: one "
+            f"of the prompt's {k} targets with total probability {p.p_target}, otherwise uniform over the other "
+            f"{len(self.words) - k} topic words.\n"
+            f"- Gold reward (exact): r = Σ over the prompt's targets present of (1 − {p.rep_penalty}·(copies − 1)) − "
+            f"{p.len_penalty}·max(0, length − {p.len_free}); i.e. each target word counts once, every extra copy "
+            f"costs {p.rep_penalty}, every word beyond {p.len_free} costs {p.len_penalty}; maximum {k} (all targets "
+            f"once). Other words (other topics' words, prompt words, special tokens) earn nothing."
         )
+
+
+def lab_scorer(world: World, tokenizer=None):
+    """A gold scorer (`isdaa.eval` signature) for `world`: with a tokenizer and completion ids, every generated
+    token but the final EOS is a word (special tokens included); otherwise the completion text is split."""
+
+    def scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]:
+        if completion_ids is not None and tokenizer is not None:
+            out = []
+            for prompt, ids in zip(prompts, completion_ids):
+                ids = list(ids)
+                if ids and ids[-1] == tokenizer.eos_token_id:
+                    ids = ids[:-1]
+                out.append(world.gold_reward(prompt, tokenizer.convert_ids_to_tokens(ids)))
+            return out
+        return [world.gold_reward(p, c) for p, c in zip(prompts, completions)]
+
+    return scorer
+
+
+def default_scorer(prompts, completions) -> list[float]:
+    """The default world's gold reward on texts: `isdaa eval --scorer isdaa.lab.world:default_scorer`."""
+    return lab_scorer(World())(prompts, completions)

@@ -1,0 +1,161 @@
+"""The lab pipeline: SFT reference, pairs (behaviour log-probs = the reference's), and a tiny sweep through
+`isdaa.train` that writes every output file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from isdaa.errors import InputError
+from isdaa.lab.world import World
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    from isdaa.lab.sft import train_reference
+
+    out = tmp_path_factory.mktemp("lab-ref")
+    torch.set_num_threads(1)
+    info = train_reference(World(), out, hidden_size=32, num_layers=1, num_heads=2, steps=40, batch_size=64,
+                           lr=1e-2, seed=0, progress=None)
+    return info
+
+
+def test_reference_is_saved_and_fits(tiny_reference):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_reference["path"]
+    tok = AutoTokenizer.from_pretrained(path)
+    AutoModelForCausalLM.from_pretrained(path)
+    assert tok.eos_token == "<eos>"
+    # 40 steps of a 1-layer model: a rough but real fit (a uniform model would be ~40 nats away)
+    assert 0 <= tiny_reference["kl_base_ref"] < 5.0
+    assert tiny_reference["ref_nll"] == pytest.approx(tiny_reference["base_entropy"] + tiny_reference["kl_base_ref"])
+
+
+def test_pairs_behaviour_logps_equal_reference_logps(tiny_reference, tmp_path):
+    """Recompute with the trainer's own path: load_rows → tokenize_rows → collate → batch_logps."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from isdaa.data import collate, load_rows, tokenize_rows
+    from isdaa.lab.pairs import EXTRA_COLUMNS, make_pairs
+    from isdaa.lab.sft import encode_pairs, response_logps
+    from isdaa.logprobs import batch_logps
+
+    world = World()
+    path = tmp_path / "pairs.jsonl"
+    stats = make_pairs(world, tiny_reference["path"], 48, path, label_temperature=0.5, seed=3)
+    assert stats["n_pairs"] == 48
+    rows = load_rows(path, extra_columns=EXTRA_COLUMNS)
+    assert len(rows) == 48
+    for r in rows:
+        assert r["prompt"] in world.train_prompts()
+        assert r["chosen"] != r["rejected"]
+        assert r["gold_chosen"] == pytest.approx(world.gold_reward(r["prompt"], r["chosen"]))
+        assert r["gold_rejected"] == pytest.approx(world.gold_reward(r["prompt"], r["rejected"]))
+    tok = AutoTokenizer.from_pretrained(tiny_reference["path"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_reference["path"]).eval()
+    examples, dropped = tokenize_rows(rows, tok, max_length=64, max_prompt_length=8)
+    assert dropped == 0
+    with torch.no_grad():
+        out = batch_logps(model, collate(examples, tok.pad_token_id))
+    want_c = torch.tensor([r["behavior_chosen_logps"] for r in rows])
+    want_r = torch.tensor([r["behavior_rejected_logps"] for r in rows])
+    torch.testing.assert_close(out["chosen_logps"].float(), want_c, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(out["rejected_logps"].float(), want_r, atol=1e-4, rtol=1e-5)
+    # and with an independent full-logits computation
+    with torch.no_grad():
+        ids, att, cm = encode_pairs(tok, [r["prompt"] for r in rows], [r["chosen"].split() for r in rows])
+        torch.testing.assert_close(response_logps(model, ids, att, cm).float(), want_c, atol=1e-4, rtol=1e-5)
+
+
+def test_pairs_labels_follow_bradley_terry(tiny_reference, tmp_path):
+    """The share of pairs labelled in the gold reward's direction matches what the BT temperature predicts."""
+    from isdaa.lab.pairs import make_pairs
+
+    stats = make_pairs(World(), tiny_reference["path"], 600, tmp_path / "p.jsonl", label_temperature=1.0, seed=5)
+    n_informative = stats["n_pairs"] * (1 - stats["ties"])
+    se = math.sqrt(stats["expected_agreement"] * (1 - stats["expected_agreement"]) / n_informative)
+    assert stats["agreement"] == pytest.approx(stats["expected_agreement"], abs=4 * se)
+
+
+def test_bad_method_key_is_an_input_error():
+    from isdaa.lab.sweep import resolve_methods, resolve_regimes
+
+    with pytest.raises(InputError, match="did you mean 'weighting'"):
+        resolve_methods([{"label": "x", "weigting": "is"}])
+    with pytest.raises(InputError, match="did you mean 'loss'"):
+        resolve_methods([{"label": "x", "losss": "ipo"}])
+    with pytest.raises(InputError, match="unknown loss"):
+        resolve_methods([{"label": "x", "loss": "dpoo"}])
+    with pytest.raises(InputError, match="unknown weighting"):
+        resolve_methods([{"label": "x", "weighting": "iss"}])
+    with pytest.raises(InputError, match="duplicate"):
+        resolve_methods([{"label": "a"}, {"label": "a"}])
+    with pytest.raises(InputError, match="unknown key"):
+        resolve_regimes([{"name": "r", "steps": 3}])
+    assert len(resolve_methods([])) >= 13  # the default sweep
+
+
+def test_packaged_configs_load():
+    from isdaa.lab import load_lab_config
+    from isdaa.lab.sweep import resolve_methods, resolve_regimes
+
+    for demo in (False, True):
+        cfg = load_lab_config(demo=demo)
+        resolve_methods(cfg.methods)
+        resolve_regimes(cfg.regimes)
+    demo = load_lab_config(demo=True)
+    assert demo.betas == [0.01] and len(demo.seeds) >= 3
+
+
+def test_lab_help(capsys):
+    from isdaa.lab import lab_main
+
+    assert lab_main(["--help"], demo=True) == 0
+    assert "--world.p_stop" in capsys.readouterr().out
+
+
+def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
+    """2 methods × 1 β × 1 seed, a few steps, in-process: every output file is written."""
+    from isdaa.config import LabConfig, load_config
+    from isdaa.lab import run_lab
+
+    cfg = load_config(LabConfig, None, {
+        "output_dir": str(tmp_path / "lab"),
+        "reference.hidden_size": 32, "reference.num_layers": 1, "reference.num_heads": 2,
+        "reference.steps": 20, "reference.batch_size": 64, "reference.lr": 1e-2,
+        "methods": [{"label": "DPO", "loss": "sigmoid"}, {"label": "IS-IPO two-sided", "loss": "ipo",
+                                                           "weighting": "is_two_sided", "is_eps": 1.0}],
+        "regimes": [{"name": "tiny", "n_pairs": 40, "max_steps": 4, "lr": 1e-3, "batch_size": 8, "eval_every": 2}],
+        "betas": [0.1], "seeds": [0], "eval_samples": 3, "workers": 1,
+    })
+    lines = []
+    results = run_lab(cfg, progress=lines.append)
+    out = tmp_path / "lab"
+    for name in ("results.json", "results.csv", "report.md", "eval_prompts.txt", "reference/config.json",
+                 "pairs/seed-0.jsonl", "pairs/tiny-seed-0.jsonl", "frontier_tiny_beta0.1.png",
+                 "over_steps_gold_tiny_beta0.1.png", "over_steps_kl_k3_tiny_beta0.1.png",
+                 "over_steps_ess_min_tiny_beta0.1.png", "over_steps_length_tiny_beta0.1.png"):
+        assert (out / name).is_file(), name
+    assert sum("seed=0" in line for line in lines) == 2  # one progress line per run
+    saved = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in saved["runs"]} == {"DPO", "IS-IPO two-sided"}
+    assert all(r["status"] == "ok" for r in saved["runs"]), [r["status"] for r in saved["runs"]]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 3  # steps 0, 2, 4 per run
+    assert {int(r["step"]) for r in rows} == {0, 2, 4}
+    step0 = [r for r in rows if r["step"] == "0"]
+    for r in step0:  # at step 0 the policy is the reference
+        assert abs(float(r["kl_k1"])) < 1e-4 and float(r["kl_k3"]) < 1e-6
+    assert all(float(r["ess_min_so_far"]) <= 1.0 + 1e-6 for r in rows if r["ess_min_so_far"])
+    report = (out / "report.md").read_text()
+    assert "Verdict" in report and "IS-IPO two-sided" in report
+    assert "summary" in results
+    assert not (out / "runs" / "tiny" / "DPO" / "beta-0.1" / "seed-0" / "final").exists()  # keep_models off
+    with pytest.raises(InputError, match="not empty"):
+        run_lab(cfg, progress=None)
