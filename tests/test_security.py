@@ -15,7 +15,7 @@ Behavioural checks: YAML with python tags is refused in one line and never execu
 holding only a (malicious) pickle is refused, not unpickled; a checkpoint whose accelerate pickles were
 replaced by malicious ones fails to resume without running them; the loaders pass
 `trust_remote_code=False` and `use_safetensors=True`. The `module:function` gold scorer is documented as
-opt-in code execution (see docs/failure-behaviour.md).
+opt-in code execution (see the README, "Failure behaviour").
 """
 
 from __future__ import annotations
@@ -272,8 +272,8 @@ def test_module_function_scorer_is_documented_as_code_execution():
 
     assert "EXECUTES USER CODE" in scorers.__doc__
     root = SRC.parents[1]
-    docs = [p.read_text(encoding="utf-8") for p in (root / "docs" / "failure-behaviour.md", root / "README.md") if p.is_file()]
-    assert any("module:function" in d and "runs code" in d.lower() for d in docs)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "module:function" in readme and "runs code" in readme.lower()
 
 
 def test_unknown_scorer_name_imports_nothing():

@@ -92,7 +92,7 @@ def make_pairs(
     from isdaa.eval import score_logps
 
     tokenizer = AutoTokenizer.from_pretrained(str(reference_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(reference_dir)).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()
     rng = np.random.default_rng(seed)
     train_prompts = world.train_prompts()
     rows: list[dict] = []

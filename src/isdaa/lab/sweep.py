@@ -285,7 +285,7 @@ def run_one(spec: dict) -> dict:
         world = World(WorldParams(**spec["world"]))
         ref_dir = spec["reference_dir"]
         tokenizer = AutoTokenizer.from_pretrained(ref_dir)
-        reference = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+        reference = AutoModelForCausalLM.from_pretrained(ref_dir, use_safetensors=True).eval()
         evaluator = LabEvaluator(world, reference, tokenizer, n_samples=spec["eval_samples"], seed=meta["seed"])
         evals = evaluator.evals
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -368,7 +368,7 @@ def reference_gold(world, reference_dir, *, n: int = 512, seed: int = 99) -> dic
     from isdaa.lab.pairs import completion_words
 
     tok = AutoTokenizer.from_pretrained(str(reference_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(reference_dir)).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()
     prompts = world.eval_prompts()
     pids = [tok(p)["input_ids"] for p in prompts]
     samples = sample_completions(model, tok, pids, n=n, max_new_tokens=world.params.max_len + 1, batch_size=512,
