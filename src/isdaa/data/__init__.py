@@ -8,7 +8,7 @@ Every problem with the user's data raises `isdaa.errors.InputError` with a one-l
 the file, the row (or JSON line) and the field.
 """
 
-from isdaa.data.collate import collate
+from isdaa.data.collate import SHARED_KEYS, collate, collate_shared
 from isdaa.data.reading import load_rows
 from isdaa.data.tokenization import Example, check_tokenizer, length, tokenize_rows
 from isdaa.data.validation import KNOWN_COLUMNS, LOGPS_COLUMNS, OPTIONAL_COLUMNS, validate_rows
@@ -18,8 +18,10 @@ __all__ = [
     "KNOWN_COLUMNS",
     "LOGPS_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "SHARED_KEYS",
     "check_tokenizer",
     "collate",
+    "collate_shared",
     "length",
     "load_rows",
     "tokenize_rows",
