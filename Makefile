@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 # The slow group also needs the optional packages it exercises (the real model, the TRL baseline);
 # a test skips, with its reason printed, only when one of them cannot be installed.

@@ -250,8 +250,16 @@ def test_benchmark_quick_smoke(tmp_path):
     pytest.importorskip("trl")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
     out = subprocess.run(
-        [sys.executable, str(script), "--quick", "--smoke", "--shape", "hh", "--json", str(tmp_path / "r.json")],
+        [sys.executable, str(script), "--quick", "--reps", "1", "--steps", "2", "--length-scale", "0.05", "--threads", "1",
+         "--shape", "hh", "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "r.json")],
         capture_output=True, text=True, timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "ratio" in out.stdout and (tmp_path / "r.json").is_file()
+    assert "ratio pairs_per_s isdaa/trl-pre" in out.stdout
+    import json
+
+    result = json.loads((tmp_path / "r.json").read_text())
+    (summary,) = result["summaries"]
+    assert set(summary["variants"]) == {"isdaa", "isdaa-is", "trl-pre", "trl-live"}
+    assert len({round(r["tokens_per_pair"], 3) for r in result["runs"]}) == 1  # the same tokens for every trainer
+    assert all(r["peak_rss_mb"] > 0 and r["pairs_per_s"] > 0 for r in result["runs"])
