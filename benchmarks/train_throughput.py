@@ -240,6 +240,9 @@ def worker_main(args) -> None:
     out_dir = Path(tempfile.mkdtemp(prefix=f"{args.worker}-", dir=work))
     fn = run_isdaa if args.worker.startswith("isdaa") else run_trl
     result = fn(args, tok_dir, data, out_dir)
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # the trained model (0.5 GB for the SmolLM2 shape) and caches
     text = json.dumps(result)
     if args.result:
         Path(args.result).write_text(text)

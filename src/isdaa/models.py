@@ -150,14 +150,16 @@ def disable_dropout(model: torch.nn.Module) -> None:
             setattr(model.config, name, 0.0)
 
 
-def apply_lora(model, cfg: LoraConfig, *, gradient_checkpointing: bool = False):
+def apply_lora(model, cfg: LoraConfig, *, gradient_checkpointing: bool = False, seed: int = 0):
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
     peft_cfg = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"
     )
     try:
-        model = get_peft_model(model, peft_cfg)
+        with torch.random.fork_rng(devices=[]):  # the adapter's init depends on the run's seed only
+            torch.manual_seed(seed)
+            model = get_peft_model(model, peft_cfg)
     except ValueError as exc:
         raise InputError(f"lora.target_modules: {str(exc).splitlines()[0]}") from None
     if gradient_checkpointing:

@@ -219,7 +219,7 @@ class Trainer:
         cfg, acc = self.cfg, self.acc
         policy = load_policy(cfg.model, seed=cfg.seed)
         if cfg.lora.enabled:
-            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing)
+            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.seed)
             reference = None  # the adapter-disabled policy
         else:
             reference = frozen_copy(policy)
