@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from isdaa.data.validation import ROLES
+from isdaa.atomic import atomic_write_text
 from isdaa.errors import InputError
 
 __all__ = ["LABELS", "generate_pairs", "write_pairs", "load_prompt_file", "bt_probability", "pairs_main"]
@@ -47,13 +47,13 @@ LABELS = ("bt", "argmax")
 SCORE_COLUMNS = ["score_chosen", "score_rejected"]
 
 
-def bt_probability(s_a: float, s_b: float, temperature: float) -> float:
-    """P(a ≻ b) = σ((s_a − s_b) / temperature), computed without overflow."""
-    x = (s_a - s_b) / temperature
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+def bt_probability(s_a, s_b, temperature: float):
+    """P(a ≻ b) = σ((s_a − s_b) / temperature), elementwise, without overflow (floats or numpy arrays)."""
+    if temperature <= 0:
+        raise ValueError(f"label temperature must be > 0, got {temperature}")
+    z = (np.asarray(s_a, dtype=np.float64) - np.asarray(s_b, dtype=np.float64)) / temperature
+    p = 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1/(1+e^-z)
+    return float(p) if p.ndim == 0 else p
 
 
 def load_prompt_file(path: str | os.PathLike) -> list:
@@ -273,21 +273,8 @@ def generate_pairs(
 
 
 def write_pairs(rows: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Write rows as JSONL (UTF-8, one object per line) atomically: a temp file in the same directory + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write rows as JSONL (UTF-8, one object per line) atomically."""
+    return atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows))
 
 
 def pairs_main(config) -> dict:

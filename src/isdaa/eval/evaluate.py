@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from isdaa.config import EvalConfig
+from isdaa.atomic import atomic_write_text
 from isdaa.errors import InputError
 from isdaa.eval.kl import kl_estimates, mean_se
 from isdaa.eval.prompts import load_prompts, tokenize_completions, tokenize_prompts
@@ -118,21 +117,8 @@ def _finite(value):
 
 
 def write_json(obj: dict, path) -> Path:
-    """Write `obj` as JSON (non-finite floats → null) to `path` atomically: temp file in the same dir + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `obj` as JSON (non-finite floats → null) to `path` atomically."""
+    return atomic_write_text(path, json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
 
 
 def evaluate(

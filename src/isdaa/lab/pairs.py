@@ -25,16 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from isdaa.lab.world import World
+from isdaa.pairs import bt_probability  # noqa: F401 - re-exported: the lab's labels use it
 
 EXTRA_COLUMNS = ["gold_chosen", "gold_rejected", "p_chosen"]
-
-
-def bt_probability(r_a, r_b, temperature: float):
-    """P(a ≻ b) = σ((r_a − r_b)/T), elementwise (numpy)."""
-    if temperature <= 0:
-        raise ValueError(f"label temperature must be > 0, got {temperature}")
-    z = (np.asarray(r_a, dtype=np.float64) - np.asarray(r_b, dtype=np.float64)) / temperature
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1/(1+e^-z), overflow-free
 
 
 def bt_labels(r_a, r_b, temperature: float, rng: np.random.Generator) -> np.ndarray:
