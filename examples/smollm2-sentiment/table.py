@@ -45,8 +45,13 @@ def main() -> None:
     evals = {m: json.loads((out / f"eval_{m}.json").read_text()) for m, _ in METHODS}
     pairs = json.loads((out / "train_pairs.stats.json").read_text())
     eval_pairs = json.loads((out / "eval_pairs.stats.json").read_text())
-    timings = dict(line.split("\t") for line in (out / "timings.tsv").read_text().splitlines() if line.strip())
-    timings = {k: float(v) for k, v in timings.items()}
+    timings, cpu = {}, {}  # stage -> wall seconds, CPU seconds (user + sys; absent in older runs)
+    for line in (out / "timings.tsv").read_text().splitlines():
+        if line.strip():
+            name, *values = line.split("\t")
+            timings[name] = float(values[0])
+            if len(values) > 1:
+                cpu[name] = float(values[1])
     runs = {m: last_metrics(out / m) for m, _ in METHODS if m != "base"}
     cfg = evals["base"]["config"]
 
@@ -82,12 +87,12 @@ def main() -> None:
         f"{pairs['chosen_score_mean']:.3f}, rejected {pairs['rejected_score_mean']:.3f}; higher-scored chosen in "
         f"{pairs['chosen_higher_frac']:.0%}), {eval_pairs['n_pairs']} held-out pairs.",
         "",
-        f"Wall time on {args.threads} CPU threads ({platform.machine()}, {os.cpu_count()} cores visible; shared machine):",
+        f"Time on {args.threads} CPU threads ({platform.machine()}, {os.cpu_count()} cores visible); CPU = user + sys of the stage:",
         "",
-        "| stage | seconds |",
-        "|---|---|",
+        "| stage | wall s | CPU s |",
+        "|---|---|---|",
     ]
-    lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+    lines += [f"| {k} | {v:.0f} | {cpu[k]:.0f} |" if k in cpu else f"| {k} | {v:.0f} | – |" for k, v in timings.items()]
     text = "\n".join(lines) + "\n"
 
     summary = {
@@ -96,8 +101,9 @@ def main() -> None:
                                                    "n_samples", "baseline_gold_mean", "elapsed_s")}
                  for m, _ in METHODS},
         "train": {m: {"last_step": runs[m][0], "held_out": runs[m][1]} for m, _ in METHODS[1:]},
-        "pairs": {"train": pairs, "eval": eval_pairs},
+        "pairs": {k: {f: v for f, v in p.items() if f not in ("config", "out")} for k, p in (("train", pairs), ("eval", eval_pairs))},
         "timings_s": timings,
+        "cpu_s": cpu,
         "threads": args.threads,
     }
     args.results.mkdir(parents=True, exist_ok=True)
