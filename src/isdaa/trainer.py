@@ -325,6 +325,10 @@ class Trainer:
         result = TrainResult(self.run_dir, final, total, state["skipped_steps"], history)
         if acc.is_main_process:
             _call(self.callbacks, "on_train_end", result)
+        # the DDP wrapper must be gone before the process group is destroyed: a gloo group torn down
+        # under a live Reducer hangs in its destructor at exit
+        del policy, opt, sched, it
+        acc.free_memory()
         acc.end_training()
         return result
 
