@@ -43,9 +43,10 @@ steps); 5e-5 with 1000 steps of 32 pairs over 1000 pairs (32 epochs) shows the w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
+
+from isdaa.config import LabWorldConfig
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "sea": ("wave", "ship", "fish", "shell", "sand", "tide"),
@@ -62,16 +63,8 @@ STYLES: tuple[str, ...] = ("today", "please", "now", "again")
 HELD_OUT_STYLE = "again"
 
 
-@dataclass(frozen=True)
-class WorldParams:
-    """The world's numbers (mirrors `isdaa.config.LabWorldConfig`)."""
-
-    p_target: float = 0.3
-    p_stop: float = 0.3
-    max_len: int = 16
-    rep_penalty: float = 0.5
-    len_penalty: float = 0.5
-    len_free: int = 12
+# The world's numbers: one definition, shared with the lab's config tree (`lab.world` in YAML).
+WorldParams = LabWorldConfig
 
 
 class World:
