@@ -76,7 +76,7 @@ hist = [m for m in hist if "throughput/pairs_per_s" in m][warmup:]
 pairs_s = statistics.median(m["throughput/pairs_per_s"] for m in hist)
 
 from isdaa.data import load_rows, tokenize_rows
-from isdaa.models import load_tokenizer
+from isdaa.modeling.loading import load_tokenizer
 
 ex, _ = tokenize_rows(load_rows(data), load_tokenizer(cfg.model), max_length=1024, max_prompt_length=768)
 run_tok = statistics.fmean(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in ex)  # prompt once

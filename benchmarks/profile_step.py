@@ -46,8 +46,8 @@ def main() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from isdaa.data import SHARED_KEYS, collate, collate_shared, load_rows, tokenize_rows
-    from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
-    from isdaa.models import load_tokenizer
+    from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
+    from isdaa.modeling.loading import load_tokenizer
     from isdaa.config import ModelConfig
     from isdaa.objectives import daa_objective
 

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 VOCAB = 49_152
-SPECIALS = 4  # <pad>=0 <bos>=1 <eos>=2 <unk>=3 (isdaa.tiny.word_tokenizer)
+SPECIALS = 4  # <pad>=0 <bos>=1 <eos>=2 <unk>=3 (isdaa.modeling.tiny.word_tokenizer)
 
 MODELS = {
     # SmolLM2-135M's shape (random init): 134.5M parameters
@@ -90,7 +90,7 @@ def prepare(work: Path, shape: str, n_pairs: int, length_scale: float) -> tuple[
     """The tokenizer directory (shared) and the JSONL data of a shape (deterministic)."""
     tok_dir = work / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        from isdaa.tiny import word_tokenizer
+        from isdaa.modeling.tiny import word_tokenizer
 
         word_tokenizer(words(), chat_roles=False).save_pretrained(tok_dir)
     data = work / f"{shape}-{n_pairs}-{length_scale:g}.jsonl"
@@ -167,7 +167,7 @@ def run_isdaa(args, tok_dir: Path, data: Path, out_dir: Path) -> dict:
     assert torch.get_num_threads() == args.threads
 
     from isdaa.data import load_rows, tokenize_rows
-    from isdaa.models import load_tokenizer
+    from isdaa.modeling.loading import load_tokenizer
 
     examples, _ = tokenize_rows(load_rows(data), load_tokenizer(cfg.model), max_length=1024, max_prompt_length=768)
     tpp = statistics.fmean(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
@@ -177,7 +177,7 @@ def run_isdaa(args, tok_dir: Path, data: Path, out_dir: Path) -> dict:
 
 
 def _min_shared_prompt() -> int:
-    from isdaa.trainer import MIN_SHARED_PROMPT_TOKENS
+    from isdaa.training.trainer import MIN_SHARED_PROMPT_TOKENS
 
     return MIN_SHARED_PROMPT_TOKENS
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isdaa.tiny import word_tokenizer
+from isdaa.modeling.tiny import word_tokenizer
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import WORDS
 from isdaa.cli import main
-from isdaa.tiny import tiny_llama, word_tokenizer
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ def cli(capsys):
 
 @pytest.fixture(scope="module")
 def nopad_tokenizer_dir(tmp_path_factory) -> Path:
-    from isdaa.tiny import word_tokenizer
+    from isdaa.modeling.tiny import word_tokenizer
 
     tok = word_tokenizer(WORDS)
     tok.pad_token = None

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_INIT, WORDS
-from isdaa import checkpoint as ckpt
+from isdaa.training import checkpoint as ckpt
 
 MAX_STEPS = 12  # 64 pairs / 8 per step = 8 steps per epoch: the run crosses an epoch boundary
 SAVE_EVERY = 2
@@ -247,7 +247,7 @@ def test_deleting_a_checkpoint_removes_its_state_file_first(tmp_path, monkeypatc
 
 def test_auto_resume_reports_and_removes_torn(tiny_config, tmp_path, capsys):
     """`resume: auto` picks the newest complete checkpoint; torn ones are printed and deleted."""
-    from isdaa.run_setup import prepare_inputs, prepare_output_dir
+    from isdaa.training.setup import prepare_inputs, prepare_output_dir
 
     cfg = tiny_config(output_dir=str(tmp_path / "run"))
     run = tmp_path / "run"

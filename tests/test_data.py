@@ -10,7 +10,7 @@ import torch
 
 from isdaa.data import Example, check_tokenizer, collate, length, load_rows, tokenize_rows, validate_rows
 from isdaa.errors import InputError
-from isdaa.tiny import word_tokenizer
+from isdaa.modeling.tiny import word_tokenizer
 
 BAD = Path(__file__).parent / "bad_inputs"
 CASES = json.loads((BAD / "cases.json").read_text())

@@ -6,7 +6,7 @@ import torch
 from isdaa.config import EvalConfig, load_config
 from isdaa.errors import InputError
 from isdaa.eval import evaluate
-from isdaa.tiny import tiny_llama, word_tokenizer
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 WORDS = "the cat dog sat ran on a mat rug big small red blue".split()
 PROMPTS = ["the cat sat", "a big dog ran on the rug", "red"]  # mixed lengths
@@ -102,7 +102,7 @@ def test_input_errors_before_anything_is_written(tiny, tmp_path):
 def test_prompt_tokenization_matches_data_module(tiny, tmp_path):
     from isdaa.data.reading import load_rows
     from isdaa.data.tokenization import tokenize_rows
-    from isdaa.eval.prompts import load_prompts, tokenize_completions, tokenize_prompts
+    from isdaa.data.prompts import load_prompts, tokenize_completions, tokenize_prompts
 
     _, tok = tiny
     conv = [

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from isdaa.eval import sample_completions, score_logps
-from isdaa.tiny import tiny_llama, word_tokenizer
+from isdaa.generation import sample_completions, score_logps
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 WORDS = [f"w{i}" for i in range(90)]  # vocabulary > 50: a leaked top_k=50 default would show
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from isdaa.errors import InputError
-from isdaa.eval import get_scorer, register_scorer, registered_scorers
-from isdaa.eval.scorers import _REGISTRY
+from isdaa.generation import get_scorer, register_scorer, registered_scorers
+from isdaa.generation.scorers import _REGISTRY
 
 
 @pytest.fixture
@@ -56,12 +56,12 @@ def test_output_checked(clean_registry):
 
 
 def test_module_function():
-    s = get_scorer("isdaa.eval.scorers:length_scorer")
+    s = get_scorer("isdaa.generation.scorers:length_scorer")
     assert s(["p"], ["one two"]) == [2.0]
     with pytest.raises(InputError, match="cannot import"):
         get_scorer("no_such_module_xyz:f")
     with pytest.raises(InputError, match="no attribute"):
-        get_scorer("isdaa.eval.scorers:nope")
+        get_scorer("isdaa.generation.scorers:nope")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vaderSentiment") is not None, reason="vaderSentiment installed")
@@ -80,7 +80,7 @@ def test_vader_scores():
 def test_hf_reward_model(tmp_path):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from isdaa.tiny import word_tokenizer
+    from isdaa.modeling.tiny import word_tokenizer
 
     tok = word_tokenizer(["good", "bad", "day", "night"])
     torch.manual_seed(0)

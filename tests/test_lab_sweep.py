@@ -42,9 +42,9 @@ def test_pairs_behaviour_logps_equal_reference_logps(tiny_reference, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from isdaa.data import collate, load_rows, tokenize_rows
-    from isdaa.lab.pairs import EXTRA_COLUMNS, make_pairs
+    from isdaa.lab.preference_data import EXTRA_COLUMNS, make_pairs
     from isdaa.lab.sft import encode_pairs, response_logps
-    from isdaa.logprobs import batch_logps
+    from isdaa.modeling.logprobs import batch_logps
 
     world = World()
     path = tmp_path / "pairs.jsonl"
@@ -75,7 +75,7 @@ def test_pairs_behaviour_logps_equal_reference_logps(tiny_reference, tmp_path):
 
 def test_pairs_labels_follow_bradley_terry(tiny_reference, tmp_path):
     """The share of pairs labelled in the gold reward's direction matches what the BT temperature predicts."""
-    from isdaa.lab.pairs import make_pairs
+    from isdaa.lab.preference_data import make_pairs
 
     stats = make_pairs(World(), tiny_reference["path"], 600, tmp_path / "p.jsonl", label_temperature=1.0, seed=5)
     n_informative = stats["n_pairs"] * (1 - stats["ties"])

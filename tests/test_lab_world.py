@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from isdaa.lab.pairs import bt_labels, bt_probability
+from isdaa.lab.preference_data import bt_labels, bt_probability
 from isdaa.lab.world import TOPICS, World, WorldParams, lab_scorer
 
 
@@ -62,7 +62,7 @@ def test_gold_reward_random_responses_match_definition():
 
 
 def test_lab_scorer_strips_eos_and_reads_ids():
-    from isdaa.tiny import word_tokenizer
+    from isdaa.modeling.tiny import word_tokenizer
 
     world = World()
     tok = word_tokenizer(world.vocabulary())

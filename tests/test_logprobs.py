@@ -1,18 +1,18 @@
-"""isdaa.logprobs against a naive per-sequence, full-logits reference (float32, tolerance 1e-5)."""
+"""isdaa.modeling.logprobs against a naive per-sequence, full-logits reference (float32, tolerance 1e-5)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from isdaa.logprobs import (
+from isdaa.modeling.logprobs import (
     batch_logps,
     batch_logps_shared_prompt,
     mean_logps,
     position_ids_from_mask,
     sequence_logps,
 )
-from isdaa.tiny import tiny_llama
+from isdaa.modeling.tiny import tiny_llama
 
 torch.set_num_threads(1)
 

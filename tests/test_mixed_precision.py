@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
-import isdaa.trainer as trainer_mod
-from isdaa import checkpoint as ckpt
-from isdaa.runlog import read_metrics
+import isdaa.training.trainer as trainer_mod
+from isdaa.training import checkpoint as ckpt
+from isdaa.training.runlog import read_metrics
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""isdaa.pairs: preference pairs generated from a (tiny random) model and a gold scorer."""
+"""isdaa.generation.pairs: preference pairs generated from a (tiny random) model and a gold scorer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from isdaa.cli import main
 from isdaa.data import load_rows, tokenize_rows
 from isdaa.errors import InputError
-from isdaa.eval import score_logps
-from isdaa.pairs import bt_probability, generate_pairs, load_prompt_file, write_pairs
-from isdaa.tiny import tiny_llama, word_tokenizer
+from isdaa.generation import score_logps
+from isdaa.generation.pairs import bt_probability, generate_pairs, load_prompt_file, write_pairs
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 WORDS = [f"w{i}" for i in range(30)] + ["good", "bad"]
 PROMPTS = ["w1 w2 w3", "w5", "w7 w8 w9 w10", "good w4", "bad w6 w11", "w12 w13", "w14", "w15 w16 w17 w18 w19"]

@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
-import isdaa.trainer as trainer_mod
+import isdaa.training.trainer as trainer_mod
 from conftest import TINY_INIT, WORDS, write_jsonl
 from isdaa.data import SHARED_KEYS, Example, collate, collate_shared
-from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
-from isdaa.runlog import read_metrics
-from isdaa.tiny import tiny_llama
+from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
+from isdaa.training.runlog import read_metrics
+from isdaa.modeling.tiny import tiny_llama
 
 # ------------------------------------------------------------------------------------------ collate_shared
 

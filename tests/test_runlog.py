@@ -1,6 +1,6 @@
 """metrics.jsonl on resume: lines after the resumed step, and a line torn by a crash, are dropped."""
 
-from isdaa.runlog import MetricsLog, aggregate, read_metrics
+from isdaa.training.runlog import MetricsLog, aggregate, read_metrics
 
 
 def test_truncate_after_keeps_earlier_steps_and_drops_a_torn_line(tmp_path):

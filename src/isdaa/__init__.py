@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 
 def train(config, **kwargs):
-    """Train a policy with a (weighted) DAA objective; see `isdaa.trainer.train`."""
-    from isdaa.trainer import train as _train
+    """Train a policy with a (weighted) DAA objective; see `isdaa.training.trainer.train`."""
+    from isdaa.training.trainer import train as _train
 
     return _train(config, **kwargs)
 

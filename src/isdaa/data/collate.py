@@ -2,7 +2,7 @@
 
 - `collate`: 2B right-padded prompt+completion rows (chosen rows first, then rejected rows).
 - `collate_shared`: the B prompts once (left-padded) and the chosen / rejected completions apart
-  (right-padded), for `isdaa.logprobs.batch_logps_shared_prompt`.
+  (right-padded), for `isdaa.modeling.logprobs.batch_logps_shared_prompt`.
 """
 
 from __future__ import annotations
@@ -95,5 +95,5 @@ def collate_shared(examples: Sequence[Example], pad_token_id: int) -> dict[str, 
     return batch
 
 
-# argument order of `isdaa.logprobs.batch_logps_shared_prompt`
+# argument order of `isdaa.modeling.logprobs.batch_logps_shared_prompt`
 SHARED_KEYS = ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")

@@ -2,8 +2,7 @@
 
 - `evaluate(config)`: the whole pipeline (what `isdaa eval` runs); see `isdaa.eval.evaluate`.
 - `kl_estimates`, `mean_se`: k1 / k3 KL estimators with standard errors (`isdaa.eval.kl`).
-- `sample_completions`, `score_logps`: sampling with `model.generate` and teacher-forced log-probs.
-- `get_scorer`, `register_scorer`: gold scorers (length, vader, hf-rm:<dir>, module:function, registered).
+Sampling and gold scorers live in `isdaa.generation` (shared with `isdaa pairs` and the lab).
 - `win_rate`: share of samples above their baseline, ties ½.
 - `fit_rl`, `fit_bon`: Gao et al. (2022) gold-vs-√KL forms; `plot_frontier`, `plot_over_steps`: figures.
 """
@@ -12,8 +11,6 @@ from isdaa.eval.curves import fit_bon, fit_rl, gao_bon, gao_rl
 from isdaa.eval.evaluate import evaluate, write_json
 from isdaa.eval.kl import kl_estimates, kl_terms, mean_se
 from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
-from isdaa.eval.sampling import Sample, sample_completions, score_logps
-from isdaa.eval.scorers import get_scorer, register_scorer, registered_scorers
 from isdaa.eval.winrate import win_outcomes, win_rate
 
 __all__ = [
@@ -22,12 +19,6 @@ __all__ = [
     "kl_estimates",
     "kl_terms",
     "mean_se",
-    "Sample",
-    "sample_completions",
-    "score_logps",
-    "get_scorer",
-    "register_scorer",
-    "registered_scorers",
     "win_rate",
     "win_outcomes",
     "fit_rl",

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from isdaa.config import EvalConfig
-from isdaa.atomic import atomic_write_text
+from isdaa.training.runtime import atomic_write_text
 from isdaa.errors import InputError
 from isdaa.eval.kl import kl_estimates, mean_se
-from isdaa.eval.prompts import load_prompts, tokenize_completions, tokenize_prompts
-from isdaa.eval.sampling import eos_token_ids, sample_completions, score_logps
-from isdaa.eval.scorers import get_scorer
+from isdaa.data.prompts import load_prompts, tokenize_completions, tokenize_prompts
+from isdaa.generation.sampling import eos_token_ids, sample_completions, score_logps
+from isdaa.generation.scorers import get_scorer
 from isdaa.eval.winrate import win_rate
 
 __all__ = ["evaluate", "write_json"]
@@ -75,7 +75,7 @@ def _check_path(option: str, path: str) -> None:
 
 def _load_model(option: str, path: str, config: EvalConfig, device: torch.device):
     from isdaa.config import ModelConfig
-    from isdaa.models import load_policy
+    from isdaa.modeling.loading import load_policy
 
     try:
         model = load_policy(ModelConfig(name_or_path=path, dtype=config.dtype))

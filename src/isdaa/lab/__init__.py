@@ -3,7 +3,7 @@ Bradley–Terry preference pairs sampled from it, and sweeps of methods × β ×
 
 - `isdaa.lab.world`: the world (prompts, base distribution, gold reward) — `World`, `lab_scorer`.
 - `isdaa.lab.sft`: the reference policy (`train_reference`).
-- `isdaa.lab.pairs`: preference pairs (`make_pairs`, `bt_probability`).
+- `isdaa.lab.preference_data`: preference pairs (`make_pairs`, `bt_probability`).
 - `isdaa.lab.sweep`: `run_lab(LabConfig)`; `isdaa.lab.evaluator`: the `LabEvaluator` callback.
 - `isdaa.lab.report`: summaries, plots, `report.md`.
 `isdaa lab --config lab.yaml` runs a sweep (default: `default.yaml` here); `isdaa demo` runs `demo.yaml`.

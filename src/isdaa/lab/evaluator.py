@@ -20,7 +20,7 @@ class LabEvaluator:
 
     def __init__(self, world, reference, tokenizer, *, n_samples: int = 32, seed: int = 0, batch_size: int = 256,
                  max_new_tokens: int | None = None, n_examples: int = 4):
-        from isdaa.eval import get_scorer, register_scorer
+        from isdaa.generation import get_scorer, register_scorer
         from isdaa.lab.world import lab_scorer
 
         self.world = world
@@ -69,8 +69,9 @@ class LabEvaluator:
         return out
 
     def on_eval(self, step, model, tokenizer):
-        from isdaa.eval import kl_estimates, mean_se, sample_completions, score_logps
-        from isdaa.lab.pairs import completion_words
+        from isdaa.eval import kl_estimates, mean_se
+        from isdaa.generation import sample_completions, score_logps
+        from isdaa.lab.preference_data import completion_words
         from isdaa.lab.world import TOPICS
 
         samples = sample_completions(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from isdaa.lab.world import World
-from isdaa.tiny import tiny_llama, word_tokenizer
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 
 def world_tokenizer(world: World):

@@ -223,7 +223,7 @@ def prepare(config: LabConfig, out: Path, *, progress=say) -> Prepared:
     """World, SFT reference, pairs per seed and the reference's gold reward (large sample)."""
     import torch
 
-    from isdaa.lab.pairs import make_pairs, write_eval_prompts
+    from isdaa.lab.preference_data import make_pairs, write_eval_prompts
     from isdaa.lab.sft import train_reference
     from isdaa.lab.world import World, WorldParams
 
@@ -262,8 +262,9 @@ def reference_gold(world, reference_dir, *, n: int = 512, seed: int = 99) -> dic
     """The reference policy's gold reward on the held-out prompts, from n samples per prompt."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from isdaa.eval import mean_se, sample_completions
-    from isdaa.lab.pairs import completion_words
+    from isdaa.eval import mean_se
+    from isdaa.generation import sample_completions
+    from isdaa.lab.preference_data import completion_words
 
     tok = AutoTokenizer.from_pretrained(str(reference_dir))
     model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()

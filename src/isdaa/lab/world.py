@@ -93,7 +93,7 @@ class World:
 
     # ------------------------------------------------------------------ vocabulary and prompts
     def vocabulary(self) -> list[str]:
-        """Every word a prompt or response can contain (for `isdaa.tiny.word_tokenizer`)."""
+        """Every word a prompt or response can contain (for `isdaa.modeling.tiny.word_tokenizer`)."""
         return self.topics + self.styles + self.words
 
     def prompts(self) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from isdaa.logprobs import sequence_logps
+from isdaa.modeling.logprobs import sequence_logps
 
 __all__ = ["Sample", "sample_completions", "score_logps", "eos_token_ids"]
 
@@ -172,7 +172,7 @@ def score_logps(
 ) -> torch.Tensor:
     """Summed teacher-forced log-probs (N,) fp32 on CPU of completion_ids[k] given prompt_ids[k].
 
-    Uses `isdaa.logprobs.sequence_logps` on right-padded prompt+completion rows, batched by length.
+    Uses `isdaa.modeling.logprobs.sequence_logps` on right-padded prompt+completion rows, batched by length.
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts for {len(completion_ids)} completions")

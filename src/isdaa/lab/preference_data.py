@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from isdaa.lab.world import World
-from isdaa.pairs import bt_probability  # noqa: F401 - re-exported: the lab's labels use it
+from isdaa.generation.pairs import bt_probability  # noqa: F401 - re-exported: the lab's labels use it
 
 EXTRA_COLUMNS = ["gold_chosen", "gold_rejected", "p_chosen"]
 
@@ -46,7 +46,7 @@ def completion_words(tokenizer, completion_ids: list[int]) -> list[str]:
 
 def _sample_reference(model, tokenizer, prompts: list[str], *, max_new_tokens: int, seed: int, batch_size: int):
     """Two completions per prompt; returns (texts_a, ids_a, texts_b, ids_b, ok) lists."""
-    from isdaa.eval import sample_completions
+    from isdaa.generation import sample_completions
 
     prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
     samples = sample_completions(
@@ -82,7 +82,7 @@ def make_pairs(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from isdaa.eval import score_logps
+    from isdaa.generation import score_logps
 
     tokenizer = AutoTokenizer.from_pretrained(str(reference_dir))
     model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from isdaa.data import SHARED_KEYS, collate, collate_shared, length
-from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
+from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 
 
 def cache_key(examples, model_id: str) -> str:

@@ -73,19 +73,19 @@ def _output_head(model: nn.Module) -> nn.Module:
     hf = _unwrap(model)
     config = getattr(hf, "config", None)
     if getattr(config, "final_logit_softcapping", None) is not None:
-        raise ValueError("isdaa.logprobs: models with final_logit_softcapping are not supported")
+        raise ValueError("isdaa.modeling.logprobs: models with final_logit_softcapping are not supported")
     if getattr(config, "logit_scale", 1.0) not in (None, 1.0):
-        raise ValueError("isdaa.logprobs: models with logit_scale != 1 are not supported")
+        raise ValueError("isdaa.modeling.logprobs: models with logit_scale != 1 are not supported")
     head = hf.get_output_embeddings()
     if head is None:
-        raise ValueError(f"isdaa.logprobs: {type(hf).__name__} has no output embedding (lm_head)")
+        raise ValueError(f"isdaa.modeling.logprobs: {type(hf).__name__} has no output embedding (lm_head)")
     return head
 
 
 def _final_hidden(out) -> Tensor:
     hidden_states = getattr(out, "hidden_states", None)
     if not hidden_states:
-        raise ValueError("isdaa.logprobs: the model returned no hidden_states for output_hidden_states=True")
+        raise ValueError("isdaa.modeling.logprobs: the model returned no hidden_states for output_hidden_states=True")
     return hidden_states[-1]
 
 

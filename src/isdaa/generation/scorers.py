@@ -142,7 +142,7 @@ def get_scorer(name: str, **kwargs) -> Scorer:
     if not isinstance(name, str) or not name:
         raise InputError(f"scorer {name!r}: expected a name")
     if name.startswith("hf-rm:"):
-        from isdaa.eval.reward_model import hf_reward_model
+        from isdaa.generation.reward_model import hf_reward_model
 
         fn = hf_reward_model(name[len("hf-rm:"):], **kwargs)
         kwargs = {}

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from isdaa import checkpoint as ckpt
+from isdaa.training import checkpoint as ckpt
 from isdaa.config import TrainConfig, save_config
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
-from isdaa.logprobs import batch_logps, batch_logps_shared_prompt
+from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import daa_objective, preference_metrics
-from isdaa.reference import attach_reference_logps, cached_reference_logps
-from isdaa.run_setup import RunInputs, prepare_inputs, prepare_output_dir
-from isdaa.runlog import MetricsLog, aggregate
+from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
+from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
+from isdaa.training.runlog import MetricsLog, aggregate
 
 
 class TrainingStopped(RuntimeError):
@@ -92,7 +92,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         from accelerate.state import AcceleratorState
 
-        from isdaa.distributed import use_cpu
+        from isdaa.training.runtime import use_cpu
 
         # a process may train several runs (the lab, notebooks): each gets its own precision settings;
         # the process group (PartialState) is kept
@@ -214,7 +214,7 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from isdaa.models import apply_lora, frozen_copy, load_policy
+        from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 
         cfg, acc = self.cfg, self.acc
         policy = load_policy(cfg.model, seed=cfg.seed)
@@ -379,7 +379,7 @@ class Trainer:
 
 def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
     """Validate every input, then train. Raises `InputError` (nothing written) on bad input."""
-    from isdaa.threads import set_threads
+    from isdaa.training.runtime import set_threads
 
     set_threads(config.num_threads)
     if not config.progress:

@@ -435,7 +435,7 @@ class LabConfig:
 
 @dataclass
 class PairsConfig:
-    """`isdaa pairs`: sample completions from a model, score them with a gold scorer, label pairs (isdaa.pairs)."""
+    """`isdaa pairs`: sample completions from a model, score them with a gold scorer, label pairs (isdaa.generation.pairs)."""
 
     prompts: str | None = None  # .txt (one prompt per line) or .jsonl/.json objects with a 'prompt' field
     out: str | None = None  # the .jsonl file to write (atomically)

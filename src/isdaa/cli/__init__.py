@@ -59,7 +59,7 @@ def _train(args: list[str]) -> int:
         return 0
     path, rest = _split_config(args)
     config = load_config(TrainConfig, path, parse_overrides(rest))
-    from isdaa.trainer import train
+    from isdaa.training.trainer import train
 
     result = train(config)
     print(f"isdaa: trained {result.steps} steps ({result.skipped_steps} skipped); final model in {result.final_dir}")
@@ -98,7 +98,7 @@ def _pairs(args: list[str]) -> int:
         return 0
     path, rest = _split_config(args)
     config = load_config(PairsConfig, path, parse_overrides(rest))
-    from isdaa.pairs import pairs_main
+    from isdaa.generation.pairs import pairs_main
 
     stats = pairs_main(config)
     left = stats["left_out_identical"] + stats["left_out_empty"] + stats["left_out_ties"]
@@ -113,7 +113,7 @@ def _pairs(args: list[str]) -> int:
 
 
 def _models(args: list[str]) -> int:
-    from isdaa.prepare import models_main
+    from isdaa.modeling.prepare import models_main
 
     return models_main(args)
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print("isdaa: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: say what broke, exit 1
-        from isdaa.trainer import TrainingStopped
+        from isdaa.training.trainer import TrainingStopped
 
         if isinstance(exc, TrainingStopped):
             print(f"error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from isdaa import checkpoint as ckpt
+from isdaa.training import checkpoint as ckpt
 from isdaa.config import TrainConfig
 from isdaa.errors import InputError
 
@@ -72,7 +72,7 @@ def _examples(path, tokenizer, cfg: TrainConfig, what: str):
 
 def prepare_inputs(config: TrainConfig) -> RunInputs:
     from isdaa.data import check_tokenizer
-    from isdaa.models import check_lora_targets, check_model_source, load_tokenizer, model_identity
+    from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
     from isdaa.objectives import LOSS_KINDS, WEIGHTINGS
 
     o = config.objective
@@ -116,7 +116,7 @@ def _check_writable(path: Path, option: str = "output_dir") -> None:
 
 def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> None:
     """Decide fresh start vs resume, then create the directory. InputError if the directory is in the way."""
-    from isdaa.distributed import process_state
+    from isdaa.training.runtime import process_state
 
     state = process_state()
     run_dir = inputs.run_dir

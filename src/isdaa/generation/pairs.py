@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from isdaa.data.validation import ROLES
-from isdaa.atomic import atomic_write_text
+from isdaa.training.runtime import atomic_write_text
 from isdaa.errors import InputError
 
 __all__ = ["LABELS", "generate_pairs", "write_pairs", "load_prompt_file", "bt_probability", "pairs_main"]
@@ -115,7 +115,7 @@ def _check_prompt(prompt, where: str):
 
 
 def _resolve_scorer(scorer) -> Callable:
-    from isdaa.eval.scorers import _checked, get_scorer
+    from isdaa.generation.scorers import _checked, get_scorer
 
     if isinstance(scorer, str):
         if scorer == "none":
@@ -154,8 +154,8 @@ def generate_pairs(
     import torch
 
     from isdaa.data import tokenize_rows
-    from isdaa.eval.prompts import tokenize_prompts
-    from isdaa.eval.sampling import sample_completions, score_logps
+    from isdaa.data.prompts import tokenize_prompts
+    from isdaa.generation.sampling import sample_completions, score_logps
 
     start = time.perf_counter()
     if label not in LABELS:
@@ -279,9 +279,9 @@ def write_pairs(rows: Sequence[dict], path: str | os.PathLike) -> Path:
 
 def pairs_main(config) -> dict:
     """What `isdaa pairs` runs, from a `PairsConfig`: validate, load, generate, write; returns the stats."""
-    from isdaa.eval.scorers import get_scorer
-    from isdaa.models import load_policy, load_tokenizer
-    from isdaa.threads import set_threads
+    from isdaa.generation.scorers import get_scorer
+    from isdaa.modeling.loading import load_policy, load_tokenizer
+    from isdaa.training.runtime import set_threads
 
     if config.out is None:
         raise InputError("option out: required (the .jsonl file to write)")
