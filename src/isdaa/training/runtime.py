@@ -5,14 +5,20 @@
   so `torchrun --nproc_per_node N -m isdaa.cli train ...` runs data-parallel on CPU as well.
 - Atomic writes: a temporary file in the same directory, fsync, then rename over the target, so a reader (or
   a crash) never sees a half-written file and good data is never replaced by a torn one.
+- JSON has no NaN or infinity: `json_ready` is the one place that replaces them (by null, or by what the caller
+  asks, e.g. the strings "nan"/"inf" that `metrics.jsonl` keeps visible).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import PartialState
 
@@ -51,3 +57,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def json_ready(obj, nonfinite: Callable[[float], object] = lambda value: None):
+    """A copy of `obj` (dicts, lists, tuples, floats, numpy floats) whose NaN/±inf floats are replaced by
+    `nonfinite(value)` (default: None, i.e. JSON null); other values are returned as they are."""
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else nonfinite(value)
+    if isinstance(obj, dict):
+        return {k: json_ready(v, nonfinite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v, nonfinite) for v in obj]
+    return obj
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> Path:
+    """Write `obj` as indented strict JSON (non-finite floats -> null) to `path` atomically."""
+    return atomic_write_text(path, json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")

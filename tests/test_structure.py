@@ -1,0 +1,160 @@
+"""The package's shape, checked from its source with `ast`: layers import only downwards, no import cycle
+(imports inside functions count), few top-level modules, no very long function, no hidden local imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PKG = SRC / "isdaa"
+
+# Data flows one way: each layer may import its own layer and the ones to its left, never one to its right.
+LAYERS = ["errors", "config", "objectives", "data", "modeling", "training", "generation", "eval", "lab", "cli"]
+MAX_FUNCTION_LINES = 80
+MAX_TOP_LEVEL_FILES = 4
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PKG.rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+
+
+def _imports(name: str, path: Path):
+    """(imported isdaa module, line, inside a function?) for every import statement of the module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        local = id(node) in functions
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "isdaa":
+                    yield alias.name, node.lineno, local
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = _package_of(name, path).split(".")
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            if base.split(".")[0] != "isdaa":
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                yield (sub if sub in MODULES else base), node.lineno, local
+
+
+def _graph() -> dict[str, set[str]]:
+    return {name: {m for m, _, _ in _imports(name, path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_layers_import_downwards_only():
+    bad = []
+    for name, path in MODULES.items():
+        here = _layer(name)
+        if here is None:  # the package façade (isdaa/__init__.py) may reach any layer
+            continue
+        for target, line, _ in _imports(name, path):
+            there = _layer(target)
+            if there is not None and there in LAYERS and here in LAYERS and LAYERS.index(there) > LAYERS.index(here):
+                bad.append(f"{path.relative_to(SRC)}:{line} ({here}) imports {target} ({there})")
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_every_package_is_a_known_layer():
+    layers = {_layer(m) for m in MODULES} - {None}
+    assert layers <= set(LAYERS), f"not in the layer order: {layers - set(LAYERS)}"
+
+
+def test_objectives_import_only_torch():
+    bad = []
+    for name, path in MODULES.items():
+        if _layer(name) != "objectives":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            bad += [f"{path.name}:{node.lineno} {r}" for r in roots if r not in ("torch", "math", "dataclasses", "difflib", "typing", "collections", "isdaa", "__future__")]
+    assert not bad, f"objectives must stay pure torch: {bad}"
+
+
+def test_few_top_level_modules():
+    files = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(files) <= MAX_TOP_LEVEL_FILES, files
+
+
+def test_no_function_over_the_limit():
+    long = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "functions over the limit:\n" + "\n".join(long)
+
+
+def test_imports_inside_functions_say_why():
+    """isdaa's own modules are imported at module level (the façade `isdaa/__init__.py` excepted: it keeps
+    `import isdaa.objectives` free of transformers); any other import inside a function carries a comment."""
+    hidden = []
+    for name, path in MODULES.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                own = isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("isdaa")) or (
+                    isinstance(node, ast.Import) and any(a.name.startswith("isdaa") for a in node.names))
+                if own and name != "isdaa":
+                    hidden.append(f"{path.relative_to(SRC)}:{node.lineno} (isdaa module inside {fn.name})")
+                    continue
+                above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
+                if "#" not in lines[node.lineno - 1] and not above.startswith("#"):
+                    hidden.append(f"{path.relative_to(SRC)}:{node.lineno} (in {fn.name}, no comment saying why)")
+    assert not hidden, f"{len(hidden)} imports inside functions:\n" + "\n".join(sorted(set(hidden)))
