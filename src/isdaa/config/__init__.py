@@ -1,8 +1,24 @@
-"""Configuration: the schemas of every command and the generic YAML + dotted-override loader."""
+"""Configuration: the schemas of every command (`schemas`), how a field states its help and limit
+(`fields`), and the generic YAML + dotted-override loader (`loader`)."""
 
-from isdaa.config.schemas import *  # noqa: F401,F403
-from isdaa.config.schemas import (  # noqa: F401
-    ALIASES, CHECKS, EvalConfig, LabConfig, LabPairsConfig, LabReferenceConfig, LabWorldConfig, LoraConfig,
-    ModelConfig, ObjectiveConfig, OptimConfig, PairsConfig, TrainConfig, DataConfig, describe, load_config,
-    parse_overrides, read_yaml, save_config, to_dict,
+from isdaa.config.loader import OptionHelp, describe, load_config, option_help, read_yaml, save_config, to_dict
+from isdaa.config.schemas import (
+    DataConfig,
+    EvalConfig,
+    LabConfig,
+    LabPairsConfig,
+    LabReferenceConfig,
+    LabWorldConfig,
+    LoraConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    PairsConfig,
+    TrainConfig,
 )
+
+__all__ = [
+    "DataConfig", "EvalConfig", "LabConfig", "LabPairsConfig", "LabReferenceConfig", "LabWorldConfig", "LoraConfig",
+    "ModelConfig", "ObjectiveConfig", "OptimConfig", "OptionHelp", "PairsConfig", "TrainConfig",
+    "describe", "load_config", "option_help", "read_yaml", "save_config", "to_dict",
+]

@@ -5,7 +5,8 @@
     batch = collate(examples[:8], tokenizer.pad_token_id)
 
 Every problem with the user's data raises `isdaa.errors.InputError` with a one-line message naming
-the file, the row (or JSON line) and the field.
+the file, the row (or JSON line) and the field (helpers for those messages: `isdaa.data.text`).
+Prompt files (eval's and `isdaa pairs`') and prompt tokenisation: `isdaa.data.prompts`.
 """
 
 from isdaa.data.collate import SHARED_KEYS, collate, collate_shared

@@ -1,9 +1,11 @@
-"""Evaluation prompts: reading them from a file and tokenising them the way `isdaa.data` does.
+"""Prompt files, and tokenising prompts the way `isdaa.data` does.
 
-Sources:
-- a `.txt` file: one plain-text prompt per non-blank line (no baseline responses);
-- a preference-data file (anything `isdaa.data.load_rows` reads): the `prompt` column, and the `chosen`
-  response as the baseline for the win rate (for conversational rows, the assistant message's content).
+Two readers, for two callers:
+- `load_prompts` (eval): a `.txt` file, one plain-text prompt per non-blank line (no baseline responses), or a
+  preference-data file (anything `isdaa.data.load_rows` reads): the `prompt` column, and the `chosen` response
+  as the baseline for the win rate (for conversational rows, the assistant message's content).
+- `load_prompt_file` (`isdaa pairs`): a `.txt` file (one prompt per non-blank line, stripped) or a `.jsonl` /
+  `.json` file of objects with a `prompt` field (a string or a list of {role, content} messages).
 
 Tokenisation matches `isdaa.data.tokenize_rows`: a plain prompt is `tokenizer(prompt)` (with the tokenizer's
 special tokens, e.g. BOS); a message list is rendered with the chat template (`add_generation_prompt=True`)
@@ -13,11 +15,25 @@ A baseline response is `tokenizer(text, add_special_tokens=False) + [EOS]`, like
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+from isdaa.data.reading import load_rows
+from isdaa.data.validation import ROLES
 from isdaa.errors import InputError
 
-__all__ = ["load_prompts", "tokenize_prompts", "tokenize_completions"]
+__all__ = ["load_prompts", "load_prompt_file", "check_prompt", "tokenize_prompts", "tokenize_completions"]
+
+PROMPT_FILE_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def _nonblank_lines(text: str, path) -> list[str]:
+    """The non-blank lines of a `.txt` prompt file (as they are); InputError when there are none."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"prompts: {path} has no prompts (expected one prompt per line)")
+    return lines
 
 
 def load_prompts(path: str) -> tuple[list, list[str] | None]:
@@ -27,19 +43,75 @@ def load_prompts(path: str) -> tuple[list, list[str] | None]:
         raise InputError(f"prompts: {path} does not exist (expected a .txt prompt file or a preference-data file)")
     if p.is_file() and p.suffix.lower() == ".txt":
         try:
-            lines = p.read_text(encoding="utf-8").splitlines()
+            text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise InputError(f"prompts: {path} is not UTF-8 text") from None
-        prompts = [line for line in lines if line.strip()]
-        if not prompts:
-            raise InputError(f"prompts: {path} has no prompts (expected one prompt per line)")
-        return prompts, None
-    from isdaa.data.reading import load_rows
-
+        return _nonblank_lines(text, path), None
     rows = load_rows(path, extra_columns=None)
     prompts = [row["prompt"] for row in rows]
     chosen = [row["chosen"] if isinstance(row["chosen"], str) else row["chosen"][0]["content"] for row in rows]
     return prompts, chosen
+
+
+def load_prompt_file(path: str | os.PathLike) -> list:
+    """Prompts from a `.txt` file (one per non-blank line) or a `.jsonl` / `.json` file of objects with a
+    `prompt` field (a string or a list of {role, content} messages; other fields are ignored)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"prompts: {path} does not exist or is not a file (expected a .txt, .jsonl or .json prompt file)")
+    suffix = p.suffix.lower()
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"prompts: {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"prompts: {path}: cannot read ({exc.strerror or exc})") from None
+    if suffix == ".txt":
+        return [line.strip() for line in _nonblank_lines(text, path)]
+    if suffix not in PROMPT_FILE_SUFFIXES:
+        raise InputError(f"prompts: {path}: unsupported file type {p.suffix or p.name!r}; expected .txt, .jsonl or .json")
+    prompts = []
+    for where, obj in _json_objects(text, path, as_list=suffix == ".json" and text.lstrip().startswith("[")):
+        if not isinstance(obj, dict) or "prompt" not in obj:
+            raise InputError(f"prompts: {path}: {where}: expected an object with a 'prompt' field")
+        prompts.append(check_prompt(obj["prompt"], f"prompts: {path}: {where}: field 'prompt'"))
+    if not prompts:
+        raise InputError(f"prompts: {path} has no prompts")
+    return prompts
+
+
+def _json_objects(text: str, path, *, as_list: bool) -> list[tuple[str, object]]:
+    """(where, value) for each item of a top-level JSON list (`as_list`) or each non-blank JSON line."""
+    if as_list:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"prompts: {path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        return [(f"item {k + 1}", obj) for k, obj in enumerate(data)]
+    items = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((f"line {n}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"prompts: {path}: line {n}: invalid JSON ({exc.msg}); expected one object per line") from None
+    return items
+
+
+def check_prompt(prompt, where: str):
+    """`prompt` if it is a non-blank string, else a copy of a non-empty list of {role, content} messages;
+    InputError naming `where` otherwise."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InputError(f"{where}: empty; expected text")
+        return prompt
+    if isinstance(prompt, list) and prompt:
+        for k, msg in enumerate(prompt):
+            if not (isinstance(msg, dict) and msg.get("role") in ROLES and isinstance(msg.get("content"), str)):
+                raise InputError(f"{where}[{k}]: expected a {{role, content}} message (role one of {', '.join(ROLES)})")
+        return [dict(m) for m in prompt]
+    raise InputError(f"{where}: expected a string or a non-empty list of {{role, content}} messages")
 
 
 def _render(tokenizer, prompt, i: int) -> str:

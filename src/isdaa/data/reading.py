@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from isdaa.data.validation import one_line, short_repr, type_name, validate_rows
+from isdaa.data.text import one_line, short_repr, type_name
+from isdaa.data.validation import validate_rows
 from isdaa.errors import InputError
 
 FORMATS = ".jsonl, .json or .parquet file, or a directory saved with `datasets` save_to_disk"
@@ -94,8 +95,8 @@ def _read_json(raw: bytes, source: str) -> tuple[list, list[str] | None]:
 
 
 def _read_parquet(p: Path, source: str) -> list:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # heavy import, needed only for .parquet files
+    import pyarrow.parquet as pq  # (the same)
 
     try:
         return pq.read_table(p).to_pylist()
@@ -104,7 +105,7 @@ def _read_parquet(p: Path, source: str) -> list:
 
 
 def _read_dataset_dir(p: Path, source: str) -> list:
-    import datasets
+    import datasets  # heavy import, needed only for `datasets` directories
 
     try:
         ds = datasets.load_from_disk(str(p))

@@ -23,7 +23,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from isdaa.data.validation import OPTIONAL_COLUMNS, one_line, short_repr, validate_rows
+from isdaa.data.text import one_line, short_repr
+from isdaa.data.validation import OPTIONAL_COLUMNS, validate_rows
 from isdaa.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -82,16 +83,39 @@ def tokenize_rows(
     dropped.
     """
     where = f"{source}: " if source else ""
+    _check_limits(max_length, max_prompt_length, where)
+    rows = validate_rows(rows, source, extra_columns=None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise InputError(f"{where}tokenizer has no EOS token (eos_token_id is None); expected one to end completions")
+    prompts, chosen, rejected = _token_ids(rows, tokenizer, where)
+    examples: list[Example] = []
+    too_long = identical = 0
+    for i, row in enumerate(rows):
+        if not prompts[i]:
+            raise InputError(f"{where}row {i + 1}: field 'prompt' tokenises to no tokens; expected a non-empty prompt")
+        example = _truncated(row, prompts[i], chosen[i], rejected[i], eos, max_length, max_prompt_length)
+        if example is None:
+            too_long += 1
+        elif example.chosen_ids == example.rejected_ids:
+            identical += 1
+        else:
+            examples.append(example)
+    _report_dropped(where, len(rows), len(examples), too_long, identical, max_length, max_prompt_length)
+    return examples, too_long + identical
+
+
+def _check_limits(max_length, max_prompt_length, where: str) -> None:
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise InputError(f"{where}max_length={short_repr(max_length)}: expected an integer >= 2")
     if max_prompt_length is not None and (
         isinstance(max_prompt_length, bool) or not isinstance(max_prompt_length, int) or max_prompt_length < 1
     ):
         raise InputError(f"{where}max_prompt_length={short_repr(max_prompt_length)}: expected an integer >= 1 or null")
-    rows = validate_rows(rows, source, extra_columns=None)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None:
-        raise InputError(f"{where}tokenizer has no EOS token (eos_token_id is None); expected one to end completions")
+
+
+def _token_ids(rows: list[dict], tokenizer, where: str) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """(prompt ids, chosen ids, rejected ids) of every row, before truncation and without the EOS."""
 
     def ids(texts: list[str], special: bool) -> list[list[int]]:
         return tokenizer(texts, add_special_tokens=special, verbose=False)["input_ids"]
@@ -110,30 +134,28 @@ def tokenize_rows(
         prompts = ids([row["prompt"] for row in rows], True)
         chosen = ids([row["chosen"] for row in rows], False)
         rejected = ids([row["rejected"] for row in rows], False)
+    return prompts, chosen, rejected
 
-    examples: list[Example] = []
-    too_long = identical = 0
-    for i, row in enumerate(rows):
-        p = prompts[i]
-        if not p:
-            raise InputError(f"{where}row {i + 1}: field 'prompt' tokenises to no tokens; expected a non-empty prompt")
-        if max_prompt_length is not None:
-            p = p[-max_prompt_length:]
-        room = max_length - len(p)
-        if room < 1:
-            too_long += 1
-            continue
-        c = (chosen[i] + [eos])[:room]
-        r = (rejected[i] + [eos])[:room]
-        if c == r:
-            identical += 1
-            continue
-        extras = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
-        examples.append(Example(list(p), c, r, **extras))
 
+def _truncated(row: dict, prompt: list[int], chosen: list[int], rejected: list[int], eos: int, max_length: int,
+               max_prompt_length: int | None) -> Example | None:
+    """The row's Example after TRL-order truncation (prompt keeps its end, completions their start, + EOS);
+    None when the prompt leaves no room for a completion token."""
+    if max_prompt_length is not None:
+        prompt = prompt[-max_prompt_length:]
+    room = max_length - len(prompt)
+    if room < 1:
+        return None
+    extras = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
+    return Example(list(prompt), (chosen + [eos])[:room], (rejected + [eos])[:room], **extras)
+
+
+def _report_dropped(where: str, n_rows: int, n_kept: int, too_long: int, identical: int, max_length: int,
+                    max_prompt_length: int | None) -> None:
+    """Warn about dropped rows; InputError when none is left."""
     dropped = too_long + identical
     limits = f"max_length={max_length}, max_prompt_length={max_prompt_length}"
-    if not examples:
+    if not n_kept:
         if identical == 0:
             raise InputError(
                 f"{where}every row's prompt fills max_length={max_length} (max_prompt_length={max_prompt_length}), "
@@ -147,9 +169,8 @@ def tokenize_rows(
         logger.warning(
             "%sdropped %d of %d rows at %s: %d whose prompt fills max_length, %d whose completions are identical "
             "once truncated",
-            where, dropped, len(rows), limits, too_long, identical,
+            where, dropped, n_rows, limits, too_long, identical,
         )
-    return examples, dropped
 
 
 def _render(tokenizer, messages: list[dict], i: int, where: str) -> str:

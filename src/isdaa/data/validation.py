@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from numbers import Real
 
+from isdaa.data.text import short_repr, type_name
 from isdaa.errors import InputError
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
@@ -37,34 +38,6 @@ _PAIRS = (
     ("ref_chosen_logps", "ref_rejected_logps"),
 )
 _MESSAGE_LIST = "a string or a list of {role, content} messages"
-
-
-def short_repr(value: object, limit: int = 40) -> str:
-    """A one-line, bounded repr of a user value for error messages."""
-    text = repr(value).replace("\n", "\\n").replace("\r", "\\r")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def one_line(text: str, limit: int = 120) -> str:
-    """`text` on one line, cut to `limit` characters (for library messages quoted in ours)."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, Real):
-        return "a number"
-    return type(value).__name__
 
 
 class _Reporter:
@@ -162,24 +135,7 @@ def _validate_row(row: object, i: int, report: _Reporter, extras: set[str] | Non
         if chosen[0]["content"] == rejected[0]["content"]:
             raise report.error(i, "fields 'chosen' and 'rejected' are identical; expected two different responses")
     else:
-        if prompt is None:
-            raise report.error(
-                i,
-                "missing field 'prompt' (every row needs prompt, chosen, rejected; "
-                "only conversational rows may leave it out)",
-            )
-        if not isinstance(prompt, str):
-            got = "a message list, but 'chosen' is a string" if isinstance(prompt, (list, tuple)) else type_name(prompt)
-            raise report.error(i, f"field 'prompt': expected {_MESSAGE_LIST}, got {got}")
-        if not prompt.strip():
-            raise report.error(
-                i, "field 'prompt' is empty; expected text (an empty prompt is allowed only in conversational rows)"
-            )
-        for col, text in (("chosen", chosen), ("rejected", rejected)):
-            if not text.strip():
-                raise report.error(i, f"field '{col}' is empty; expected a non-empty response")
-        if chosen == rejected:
-            raise report.error(i, "fields 'chosen' and 'rejected' are identical; expected two different responses")
+        _check_plain_texts(prompt, chosen, rejected, i, report)
 
     norm = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS}
     norm.update(prompt=prompt, chosen=chosen, rejected=rejected)
@@ -192,6 +148,27 @@ def _validate_row(row: object, i: int, report: _Reporter, extras: set[str] | Non
             have, lack = (a, b) if a in norm else (b, a)
             raise report.error(i, f"column '{have}' is given without '{lack}'; expected both or neither")
     return norm
+
+
+def _check_plain_texts(prompt, chosen: str, rejected: str, i: int, report: _Reporter) -> None:
+    if prompt is None:
+        raise report.error(
+            i,
+            "missing field 'prompt' (every row needs prompt, chosen, rejected; "
+            "only conversational rows may leave it out)",
+        )
+    if not isinstance(prompt, str):
+        got = "a message list, but 'chosen' is a string" if isinstance(prompt, (list, tuple)) else type_name(prompt)
+        raise report.error(i, f"field 'prompt': expected {_MESSAGE_LIST}, got {got}")
+    if not prompt.strip():
+        raise report.error(
+            i, "field 'prompt' is empty; expected text (an empty prompt is allowed only in conversational rows)"
+        )
+    for col, text in (("chosen", chosen), ("rejected", rejected)):
+        if not text.strip():
+            raise report.error(i, f"field '{col}' is empty; expected a non-empty response")
+    if chosen == rejected:
+        raise report.error(i, "fields 'chosen' and 'rejected' are identical; expected two different responses")
 
 
 def _unknown_column(key: object) -> str:

@@ -12,21 +12,21 @@ exponential, only so that e^d cannot overflow; a sample that hits the clamp has 
 dominate any mean anyway. The number of clamped samples is returned (`kl_k3_clamped`) so that it is never
 silent. Nothing is clamped below: for d → −∞, k3 → −1 − d exactly.
 
-Standard errors: the plain SE of the mean over samples, or — with `groups` (e.g. the prompt index when
-several completions are drawn per prompt) — the SE over group means, which accounts for the correlation of
-samples that share a prompt. The mean itself is the plain sample mean in both cases.
+Standard errors: `isdaa.eval.stats.mean_se` — the plain SE of the mean over samples, or, with `groups` (e.g.
+the prompt index), the SE over group means.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from isdaa.eval.stats import mean_se
+
 K3_MAX_LOG_RATIO = 50.0
 
-__all__ = ["K3_MAX_LOG_RATIO", "kl_terms", "kl_estimates", "mean_se"]
+__all__ = ["K3_MAX_LOG_RATIO", "kl_terms", "kl_estimates"]
 
 
 def _array(values, name: str) -> np.ndarray:
@@ -36,31 +36,6 @@ def _array(values, name: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: non-finite values ({int((~np.isfinite(arr)).sum())} of {arr.size})")
     return arr
-
-
-def mean_se(values, groups: Sequence | None = None) -> tuple[float, float]:
-    """(mean, standard error of the mean) of `values`.
-
-    Without `groups`: SE = sample std (ddof 1) / √n. With `groups` (one label per value): the mean is still
-    the plain mean over values, and the SE is that of the mean of the per-group means (exactly the same
-    mean when every group has the same size), i.e. samples in one group are treated as one cluster.
-    SE is NaN when fewer than two values (or groups) are available; the mean is NaN for no values.
-    """
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if arr.size == 0:
-        return math.nan, math.nan
-    mean = float(arr.mean())
-    if groups is not None:
-        labels = np.asarray(groups).reshape(-1)
-        if labels.size != arr.size:
-            raise ValueError(f"groups has {labels.size} labels for {arr.size} values")
-        _, inverse = np.unique(labels, return_inverse=True)
-        sums = np.bincount(inverse, weights=arr)
-        counts = np.bincount(inverse)
-        arr = sums / counts
-    if arr.size < 2:
-        return mean, math.nan
-    return mean, float(arr.std(ddof=1) / math.sqrt(arr.size))
 
 
 def kl_terms(policy_logps, ref_logps) -> tuple[np.ndarray, np.ndarray, int]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from isdaa.eval.kl import mean_se
+from isdaa.eval.stats import mean_se
 
 __all__ = ["win_outcomes", "win_rate"]
 
@@ -24,6 +24,8 @@ def win_outcomes(scores: Sequence[float], baseline_scores: Sequence[float]) -> n
     return (s > b).astype(np.float64) + 0.5 * (s == b)
 
 
-def win_rate(scores: Sequence[float], baseline_scores: Sequence[float], *, groups: Sequence | None = None) -> tuple[float, float]:
+def win_rate(
+    scores: Sequence[float], baseline_scores: Sequence[float], *, groups: Sequence | None = None
+) -> tuple[float, float]:
     """(win rate, its standard error); `groups` (e.g. prompt index) makes the SE cluster by prompt."""
     return mean_se(win_outcomes(scores, baseline_scores), groups)

@@ -4,7 +4,8 @@
     write_pairs(rows, "pairs.jsonl")
 
 For each prompt, `n_per_prompt` completions are sampled from `model` (the behaviour policy) at `temperature`
-/ `top_p` (with `isdaa.eval.sample_completions`: plain model distribution at T = 1, top-p 1, no top-k).
+/ `top_p` (with `isdaa.generation.sampling.sample_completions`: plain model distribution at T = 1, top-p 1,
+no top-k).
 Completions k = 0, 1 form a pair, then 2, 3, and so on (disjoint pairs, so each completion is an
 independent draw from the behaviour policy; an odd last one is left out). Each pair is labelled from the
 gold scores s_a, s_b of its two completions:
@@ -17,9 +18,10 @@ Pairs whose two completions are the same text, or where one is empty, are left o
 training rows). Rows are TRL format — plain text, or conversational when the prompts are message lists or
 `chat=True` (a string prompt becomes one user message, rendered with the tokenizer's chat template) — with
 `behavior_chosen_logps` / `behavior_rejected_logps`: the behaviour model's summed log-probs of each
-completion **as `isdaa.data` tokenises the row** (text re-tokenised + EOS; `isdaa.eval.score_logps`),
-which is exactly what the trainer compares its policy log-probs with. For a completion cut at
-`max_new_tokens` this is the log-prob of the text followed by EOS, as the trainer sees it.
+completion **as `isdaa.data` tokenises the row** (text re-tokenised + EOS;
+`isdaa.generation.sampling.score_logps`), which is exactly what the trainer compares its policy log-probs
+with. For a completion cut at `max_new_tokens` this is the log-prob of the text followed by EOS, as the
+trainer sees it.
 Keep `data.max_length` in training above prompt + `max_new_tokens` + 1 tokens so nothing is truncated.
 
 `with_scores=True` adds `score_chosen` / `score_rejected` columns (then train with
@@ -36,15 +38,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from isdaa.data.validation import ROLES
-from isdaa.training.runtime import atomic_write_text
+from isdaa.config import to_dict
+from isdaa.data import tokenize_rows
+from isdaa.data.prompts import check_prompt, load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
+from isdaa.generation.sampling import Sample, sample_completions, score_logps
+from isdaa.generation.scorers import checked_scorer, get_scorer
+from isdaa.modeling.loading import load_policy, load_tokenizer
+from isdaa.training.runtime import atomic_write_text, set_threads, write_json
 
-__all__ = ["LABELS", "generate_pairs", "write_pairs", "load_prompt_file", "bt_probability", "pairs_main"]
+__all__ = ["LABELS", "generate_pairs", "write_pairs", "bt_probability", "pairs_main"]
 
 LABELS = ("bt", "argmax")
-SCORE_COLUMNS = ["score_chosen", "score_rejected"]
 
 
 def bt_probability(s_a, s_b, temperature: float):
@@ -56,73 +63,13 @@ def bt_probability(s_a, s_b, temperature: float):
     return float(p) if p.ndim == 0 else p
 
 
-def load_prompt_file(path: str | os.PathLike) -> list:
-    """Prompts from a `.txt` file (one per non-blank line) or a `.jsonl` / `.json` file of objects with a
-    `prompt` field (a string or a list of {role, content} messages; other fields are ignored)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"prompts: {path} does not exist or is not a file (expected a .txt, .jsonl or .json prompt file)")
-    suffix = p.suffix.lower()
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"prompts: {path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"prompts: {path}: cannot read ({exc.strerror or exc})") from None
-    if suffix == ".txt":
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
-        if not prompts:
-            raise InputError(f"prompts: {path} has no prompts (expected one prompt per line)")
-        return prompts
-    if suffix not in (".jsonl", ".ndjson", ".json"):
-        raise InputError(f"prompts: {path}: unsupported file type {p.suffix or p.name!r}; expected .txt, .jsonl or .json")
-    items: list[tuple[str, object]] = []
-    if suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"prompts: {path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        items = [(f"item {k + 1}", obj) for k, obj in enumerate(data)]
-    else:
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((f"line {n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"prompts: {path}: line {n}: invalid JSON ({exc.msg}); expected one object per line") from None
-    prompts = []
-    for where, obj in items:
-        if not isinstance(obj, dict) or "prompt" not in obj:
-            raise InputError(f"prompts: {path}: {where}: expected an object with a 'prompt' field")
-        prompts.append(_check_prompt(obj["prompt"], f"prompts: {path}: {where}: field 'prompt'"))
-    if not prompts:
-        raise InputError(f"prompts: {path} has no prompts")
-    return prompts
-
-
-def _check_prompt(prompt, where: str):
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InputError(f"{where}: empty; expected text")
-        return prompt
-    if isinstance(prompt, list) and prompt:
-        for k, msg in enumerate(prompt):
-            if not (isinstance(msg, dict) and msg.get("role") in ROLES and isinstance(msg.get("content"), str)):
-                raise InputError(f"{where}[{k}]: expected a {{role, content}} message (role one of {', '.join(ROLES)})")
-        return [dict(m) for m in prompt]
-    raise InputError(f"{where}: expected a string or a non-empty list of {{role, content}} messages")
-
-
 def _resolve_scorer(scorer) -> Callable:
-    from isdaa.generation.scorers import _checked, get_scorer
-
     if isinstance(scorer, str):
         if scorer == "none":
             raise InputError("scorer: pair generation needs a gold scorer (e.g. vader), not 'none'")
         return get_scorer(scorer)
     if callable(scorer):
-        return _checked(getattr(scorer, "__name__", "scorer"), scorer)
+        return checked_scorer(getattr(scorer, "__name__", "scorer"), scorer)
     raise InputError(f"scorer: expected a scorer name or a callable, got {type(scorer).__name__}")
 
 
@@ -151,13 +98,42 @@ def generate_pairs(
     with the scorer signature. `prompts`: strings or message lists. `stats`, when given, is filled with
     counts and score summaries. Deterministic given (seed, batch_size, inputs, model).
     """
-    import torch
-
-    from isdaa.data import tokenize_rows
-    from isdaa.data.prompts import tokenize_prompts
-    from isdaa.generation.sampling import sample_completions, score_logps
-
     start = time.perf_counter()
+    _check_options(label, n_per_prompt, max_new_tokens, batch_size, bt_temperature, temperature, top_p)
+    score = _resolve_scorer(scorer)
+    prompts, conversational = _normalised_prompts(prompts, tokenizer, chat)
+    prompt_ids, prompt_texts, _ = tokenize_prompts(tokenizer, prompts, 10**9)
+    samples = sample_completions(
+        model, tokenizer, prompt_ids, n=n_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, batch_size=batch_size, seed=seed, progress=progress,
+    )
+    scores = score(
+        [prompt_texts[s.prompt_index] for s in samples],
+        [s.text for s in samples],
+        prompt_ids=[prompt_ids[s.prompt_index] for s in samples],
+        completion_ids=[s.completion_ids for s in samples],
+    )
+    rows, kept_scores, left_out = _labelled_pairs(
+        prompts, samples, scores, n_per_prompt=n_per_prompt, label=label, bt_temperature=bt_temperature,
+        conversational=conversational, seed=seed,
+    )
+    if rows:
+        _add_behaviour_logps(rows, model, tokenizer, batch_size=batch_size, progress=progress)
+        if with_scores:
+            for row, (sc, sr) in zip(rows, kept_scores):
+                row["score_chosen"], row["score_rejected"] = sc, sr
+    if stats is not None:
+        stats.update(
+            **_pair_stats(prompts, samples, scores, kept_scores, left_out),
+            conversational=conversational,
+            label=label,
+            bt_temperature=float(bt_temperature) if label == "bt" else None,
+            seconds=time.perf_counter() - start,
+        )
+    return rows
+
+
+def _check_options(label, n_per_prompt, max_new_tokens, batch_size, bt_temperature, temperature, top_p) -> None:
     if label not in LABELS:
         raise InputError(f"option label: expected one of {', '.join(LABELS)}, got {label!r}")
     for name, value in (("n_per_prompt", n_per_prompt), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -171,8 +147,11 @@ def generate_pairs(
         raise InputError(f"option temperature: must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise InputError(f"option top_p: must be in (0, 1], got {top_p}")
-    score = _resolve_scorer(scorer)
-    prompts = [_check_prompt(p, f"prompts: prompt {i + 1}") for i, p in enumerate(prompts)]
+
+
+def _normalised_prompts(prompts: Sequence, tokenizer, chat: bool) -> tuple[list, bool]:
+    """(checked prompts, all of one kind, as message lists when `chat`; whether they are conversational)."""
+    prompts = [check_prompt(p, f"prompts: prompt {i + 1}") for i, p in enumerate(prompts)]
     if not prompts:
         raise InputError("prompts: no prompts")
     if chat:
@@ -183,93 +162,93 @@ def generate_pairs(
     conversational = kinds == {False}
     if conversational and not getattr(tokenizer, "chat_template", None):
         raise InputError("prompts: message lists (or chat=True) need a tokenizer with a chat template")
+    return prompts, conversational
 
-    prompt_ids, prompt_texts, _ = tokenize_prompts(tokenizer, prompts, 10**9)
-    samples = sample_completions(
-        model, tokenizer, prompt_ids, n=n_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-        top_p=top_p, batch_size=batch_size, seed=seed, progress=progress,
-    )
-    scores = score(
-        [prompt_texts[s.prompt_index] for s in samples],
-        [s.text for s in samples],
-        prompt_ids=[prompt_ids[s.prompt_index] for s in samples],
-        completion_ids=[s.completion_ids for s in samples],
-    )
 
+def _labelled_pairs(
+    prompts: list, samples: list[Sample], scores: list[float], *, n_per_prompt: int, label: str,
+    bt_temperature: float, conversational: bool, seed: int,
+) -> tuple[list[dict], list[tuple[float, float]], dict[str, int]]:
+    """(rows, (chosen score, rejected score) per row, counts of the pairs left out by reason): completions
+    2k and 2k + 1 of each prompt form a candidate pair, labelled by `label`."""
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
     kept_scores: list[tuple[float, float]] = []
-    identical = empty = ties = 0
-    for i in range(len(prompts)):
+    left_out = {"identical": 0, "empty": 0, "ties": 0}
+    for i, prompt in enumerate(prompts):
         group = list(range(i * n_per_prompt, (i + 1) * n_per_prompt))
         for a, b in zip(group[0::2], group[1::2]):
             u = float(rng.random())  # drawn for every candidate pair: labels do not shift when one is left out
-            ta, tb = samples[a].text, samples[b].text
-            if not ta.strip() or not tb.strip():
-                empty += 1
+            (ta, sa), (tb, sb) = (samples[a].text, scores[a]), (samples[b].text, scores[b])
+            reason = _left_out_reason(ta, tb, sa, sb, label)
+            if reason is not None:
+                left_out[reason] += 1
                 continue
-            if ta == tb:
-                identical += 1
-                continue
-            sa, sb = scores[a], scores[b]
-            if label == "argmax":
-                if sa == sb:
-                    ties += 1
-                    continue
-                a_wins = sa > sb
-            else:
-                a_wins = u < bt_probability(sa, sb, float(bt_temperature))
+            a_wins = sa > sb if label == "argmax" else u < bt_probability(sa, sb, float(bt_temperature))
             (c, sc), (r, sr) = ((ta, sa), (tb, sb)) if a_wins else ((tb, sb), (ta, sa))
-            if conversational:
-                row = {"prompt": prompts[i], "chosen": [{"role": "assistant", "content": c}],
-                       "rejected": [{"role": "assistant", "content": r}]}
-            else:
-                row = {"prompt": prompts[i], "chosen": c, "rejected": r}
-            rows.append(row)
+            rows.append(_pair_row(prompt, c, r, conversational))
             kept_scores.append((sc, sr))
+    return rows, kept_scores, left_out
 
-    if rows:
-        examples, dropped = tokenize_rows(rows, tokenizer, max_length=10**9, max_prompt_length=None, source="generated pairs")
-        if dropped or len(examples) != len(rows):  # cannot happen: identical texts were left out above
-            raise RuntimeError(f"generated pairs: {dropped} rows dropped by tokenisation")
-        n = len(examples)
-        logps = score_logps(
-            model,
-            [e.prompt_ids for e in examples] * 2,
-            [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples],
-            batch_size=batch_size,
-            progress=progress,
-            desc="behaviour logps",
-        ).double()
-        if not torch.isfinite(logps).all():
-            raise RuntimeError("generated pairs: non-finite behaviour log-probs")
-        for k, row in enumerate(rows):
-            row["behavior_chosen_logps"] = float(logps[k])
-            row["behavior_rejected_logps"] = float(logps[n + k])
-            if with_scores:
-                row["score_chosen"], row["score_rejected"] = kept_scores[k]
 
-    if stats is not None:
-        chosen = [c for c, _ in kept_scores]
-        rejected = [r for _, r in kept_scores]
-        stats.update(
-            n_prompts=len(prompts),
-            n_samples=len(samples),
-            n_pairs=len(rows),
-            left_out_identical=identical,
-            left_out_empty=empty,
-            left_out_ties=ties,
-            finished_frac=float(np.mean([s.finished for s in samples])),
-            sample_score_mean=float(np.mean(scores)),
-            chosen_score_mean=float(np.mean(chosen)) if chosen else None,
-            rejected_score_mean=float(np.mean(rejected)) if rejected else None,
-            chosen_higher_frac=float(np.mean([c > r for c, r in kept_scores])) if kept_scores else None,
-            conversational=conversational,
-            label=label,
-            bt_temperature=float(bt_temperature) if label == "bt" else None,
-            seconds=time.perf_counter() - start,
-        )
-    return rows
+def _left_out_reason(text_a: str, text_b: str, score_a: float, score_b: float, label: str) -> str | None:
+    """Why a candidate pair cannot be a training row ("empty", "identical", an argmax "ties"), or None."""
+    if not text_a.strip() or not text_b.strip():
+        return "empty"
+    if text_a == text_b:
+        return "identical"
+    if label == "argmax" and score_a == score_b:
+        return "ties"
+    return None
+
+
+def _pair_row(prompt, chosen: str, rejected: str, conversational: bool) -> dict:
+    if conversational:
+        return {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _add_behaviour_logps(rows: list[dict], model, tokenizer, *, batch_size: int, progress: bool) -> None:
+    """Set each row's `behavior_chosen_logps` / `behavior_rejected_logps`: the model's summed log-probs of the
+    completions as `isdaa.data` tokenises the row."""
+    examples, dropped = tokenize_rows(rows, tokenizer, max_length=10**9, max_prompt_length=None, source="generated pairs")
+    if dropped or len(examples) != len(rows):  # cannot happen: identical texts were left out
+        raise RuntimeError(f"generated pairs: {dropped} rows dropped by tokenisation")
+    n = len(examples)
+    logps = score_logps(
+        model,
+        [e.prompt_ids for e in examples] * 2,
+        [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples],
+        batch_size=batch_size,
+        progress=progress,
+        desc="behaviour logps",
+    ).double()
+    if not torch.isfinite(logps).all():
+        raise RuntimeError("generated pairs: non-finite behaviour log-probs")
+    for k, row in enumerate(rows):
+        row["behavior_chosen_logps"] = float(logps[k])
+        row["behavior_rejected_logps"] = float(logps[n + k])
+
+
+def _pair_stats(prompts: list, samples: list[Sample], scores: list[float], kept_scores: list[tuple[float, float]],
+                left_out: dict[str, int]) -> dict:
+    """Counts and score summaries of a generation (the first keys of `generate_pairs`' `stats`)."""
+    chosen = [c for c, _ in kept_scores]
+    rejected = [r for _, r in kept_scores]
+    return dict(
+        n_prompts=len(prompts),
+        n_samples=len(samples),
+        n_pairs=len(kept_scores),
+        left_out_identical=left_out["identical"],
+        left_out_empty=left_out["empty"],
+        left_out_ties=left_out["ties"],
+        finished_frac=float(np.mean([s.finished for s in samples])),
+        sample_score_mean=float(np.mean(scores)),
+        chosen_score_mean=float(np.mean(chosen)) if chosen else None,
+        rejected_score_mean=float(np.mean(rejected)) if rejected else None,
+        chosen_higher_frac=float(np.mean([c > r for c, r in kept_scores])) if kept_scores else None,
+    )
 
 
 def write_pairs(rows: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -279,31 +258,7 @@ def write_pairs(rows: Sequence[dict], path: str | os.PathLike) -> Path:
 
 def pairs_main(config) -> dict:
     """What `isdaa pairs` runs, from a `PairsConfig`: validate, load, generate, write; returns the stats."""
-    from isdaa.generation.scorers import get_scorer
-    from isdaa.modeling.loading import load_policy, load_tokenizer
-    from isdaa.training.runtime import set_threads
-
-    if config.out is None:
-        raise InputError("option out: required (the .jsonl file to write)")
-    out = Path(config.out)
-    if out.is_dir():
-        raise InputError(f"option out: {out} is a directory; expected a .jsonl file path")
-    if out.suffix.lower() not in (".jsonl", ".ndjson"):
-        raise InputError(f"option out: {out}: expected a .jsonl file name")
-    if config.prompts is None:
-        raise InputError("option prompts: required (a .txt file, one prompt per line, or a .jsonl with 'prompt')")
-    if config.stats_out is not None and Path(config.stats_out).is_dir():
-        raise InputError(f"option stats_out: {config.stats_out} is a directory; expected a .json file path")
-    if config.model.name_or_path is None:
-        raise InputError("option model: required (a local model directory or .gguf file)")
-    if config.label not in LABELS:
-        raise InputError(f"option label: expected one of {', '.join(LABELS)}, got {config.label!r}")
-    if config.n_per_prompt < 2:
-        raise InputError(f"option n_per_prompt: a pair needs two completions per prompt, got {config.n_per_prompt}")
-    if not config.bt_temperature > 0:
-        raise InputError(f"option bt_temperature: must be > 0, got {config.bt_temperature}")
-    if config.max_prompts < 0:
-        raise InputError(f"option max_prompts: must be >= 0 (0 = all), got {config.max_prompts}")
+    out = _check_pairs_config(config)
     prompts = load_prompt_file(config.prompts)
     if config.max_prompts:
         prompts = prompts[: config.max_prompts]
@@ -330,8 +285,31 @@ def pairs_main(config) -> dict:
     write_pairs(rows, out)
     stats["out"] = str(out)
     if config.stats_out:
-        from isdaa.config import to_dict
-        from isdaa.eval import write_json
-
         write_json({**stats, "config": to_dict(config)}, config.stats_out)
     return stats
+
+
+def _check_pairs_config(config) -> Path:
+    """The output path, after the checks of a `PairsConfig` that need no file read (InputError otherwise)."""
+    if config.out is None:
+        raise InputError("option out: required (the .jsonl file to write)")
+    out = Path(config.out)
+    if out.is_dir():
+        raise InputError(f"option out: {out} is a directory; expected a .jsonl file path")
+    if out.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise InputError(f"option out: {out}: expected a .jsonl file name")
+    if config.prompts is None:
+        raise InputError("option prompts: required (a .txt file, one prompt per line, or a .jsonl with 'prompt')")
+    if config.stats_out is not None and Path(config.stats_out).is_dir():
+        raise InputError(f"option stats_out: {config.stats_out} is a directory; expected a .json file path")
+    if config.model.name_or_path is None:
+        raise InputError("option model: required (a local model directory or .gguf file)")
+    if config.label not in LABELS:
+        raise InputError(f"option label: expected one of {', '.join(LABELS)}, got {config.label!r}")
+    if config.n_per_prompt < 2:
+        raise InputError(f"option n_per_prompt: a pair needs two completions per prompt, got {config.n_per_prompt}")
+    if not config.bt_temperature > 0:
+        raise InputError(f"option bt_temperature: must be > 0, got {config.bt_temperature}")
+    if config.max_prompts < 0:
+        raise InputError(f"option max_prompts: must be >= 0 (0 = all), got {config.max_prompts}")
+    return out

@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from isdaa.errors import InputError
 
 
 def hf_reward_model(path: str, *, batch_size: int = 16, device: str | None = None, max_length: int = 2048):
     """A scorer function backed by the reward model saved in `path` (loaded now, once)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     where = Path(path)
     if not (where / "config.json").is_file():
         raise InputError(f"scorer hf-rm:{path}: expected a local reward model directory with config.json")

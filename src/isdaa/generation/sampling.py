@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from isdaa.modeling.logprobs import sequence_logps
 
@@ -97,8 +98,6 @@ def sample_completions(
     Returns `len(prompt_ids) * n` Samples. With `output_scores=True` each Sample also carries the log-prob
     generate itself sampled from (a check of the generation config; costs (B, V) memory per step).
     """
-    from transformers import GenerationConfig
-
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("n, max_new_tokens and batch_size must be >= 1")
     for i, p in enumerate(prompt_ids):
@@ -107,21 +106,8 @@ def sample_completions(
     base = _base(model)
     device = next(model.parameters()).device
     eos = eos_token_ids(model, tokenizer)
-    eos_set = set(eos)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    gen_config = GenerationConfig(
-        do_sample=True,
-        temperature=float(temperature),
-        top_p=float(top_p),
-        top_k=0,  # transformers' default is 50: it would truncate the distribution
-        num_beams=1,
-        max_new_tokens=int(max_new_tokens),
-        eos_token_id=eos,
-        pad_token_id=pad_id,
-        use_cache=True,
-        return_dict_in_generate=True,
-        output_scores=output_scores,
-    )
+    gen_config = _generation_config(temperature, top_p, max_new_tokens, eos, pad_id, output_scores)
     jobs = [(i, j) for i in range(len(prompt_ids)) for j in range(n)]
     samples: list[Sample] = []
     was_training = model.training
@@ -136,28 +122,54 @@ def sample_completions(
                 chunk = jobs[start : start + batch_size]
                 ids, mask = _left_pad([prompt_ids[i] for i, _ in chunk], pad_id, device)
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config)
-                generated = out.sequences[:, ids.shape[1]:].cpu()
-                logps = None
-                if output_scores:
-                    steps = torch.stack([s.float().log_softmax(-1).cpu() for s in out.scores], 1)  # (B, T, V)
-                    logps = steps.gather(-1, generated[:, : steps.shape[1], None]).squeeze(-1)  # (B, T)
-                for k, (i, j) in enumerate(chunk):
-                    row = generated[k].tolist()
-                    end = next((t for t, tok in enumerate(row) if tok in eos_set), None)
-                    completion = row if end is None else row[: end + 1]
-                    samples.append(
-                        Sample(
-                            prompt_index=i,
-                            sample_index=j,
-                            completion_ids=completion,
-                            text=tokenizer.decode(completion, skip_special_tokens=True),
-                            finished=end is not None,
-                            sampled_logp=None if logps is None else float(logps[k, : len(completion)].double().sum()),
-                        )
-                    )
+                samples += _chunk_samples(tokenizer, chunk, out, ids.shape[1], set(eos), output_scores)
     finally:
         base.generation_config = saved_config
         model.train(was_training)
+    return samples
+
+
+def _generation_config(temperature, top_p, max_new_tokens, eos: list[int], pad_id: int, output_scores: bool):
+    """Plain ancestral sampling, built from scratch (no checkpoint or library defaults such as top_k = 50)."""
+    return GenerationConfig(
+        do_sample=True,
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=0,  # transformers' default is 50: it would truncate the distribution
+        num_beams=1,
+        max_new_tokens=int(max_new_tokens),
+        eos_token_id=eos,
+        pad_token_id=pad_id,
+        use_cache=True,
+        return_dict_in_generate=True,
+        output_scores=output_scores,
+    )
+
+
+def _chunk_samples(tokenizer, chunk: list[tuple[int, int]], out, prompt_width: int, eos_set: set[int],
+                   output_scores: bool) -> list[Sample]:
+    """The Samples of one `generate` call over `chunk` ((prompt index, sample index) per row): each completion
+    cut after its first EOS."""
+    generated = out.sequences[:, prompt_width:].cpu()
+    logps = None
+    if output_scores:
+        steps = torch.stack([s.float().log_softmax(-1).cpu() for s in out.scores], 1)  # (B, T, V)
+        logps = steps.gather(-1, generated[:, : steps.shape[1], None]).squeeze(-1)  # (B, T)
+    samples = []
+    for k, (i, j) in enumerate(chunk):
+        row = generated[k].tolist()
+        end = next((t for t, tok in enumerate(row) if tok in eos_set), None)
+        completion = row if end is None else row[: end + 1]
+        samples.append(
+            Sample(
+                prompt_index=i,
+                sample_index=j,
+                completion_ids=completion,
+                text=tokenizer.decode(completion, skip_special_tokens=True),
+                finished=end is not None,
+                sampled_logp=None if logps is None else float(logps[k, : len(completion)].double().sum()),
+            )
+        )
     return samples
 
 

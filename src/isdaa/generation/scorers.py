@@ -25,8 +25,9 @@ import math
 from collections.abc import Callable
 
 from isdaa.errors import InputError
+from isdaa.generation.reward_model import hf_reward_model
 
-__all__ = ["get_scorer", "register_scorer", "registered_scorers", "Scorer"]
+__all__ = ["get_scorer", "register_scorer", "registered_scorers", "checked_scorer", "Scorer"]
 
 Scorer = Callable[..., list]
 
@@ -50,7 +51,7 @@ def vader_scorer(prompts, completions, **_) -> list[float]:
 @functools.lru_cache(maxsize=1)
 def _vader():
     try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # optional dependency (isdaa[sentiment])
     except ImportError:
         raise InputError(
             "scorer 'vader' needs the vaderSentiment package: pip install 'isdaa[sentiment]'"
@@ -90,7 +91,9 @@ def _accepts_ids(fn) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in params) or {"prompt_ids", "completion_ids"} <= names
 
 
-def _checked(name: str, fn: Scorer) -> Scorer:
+def checked_scorer(name: str, fn: Scorer) -> Scorer:
+    """`fn` wrapped to check its output: one finite float per completion (InputError naming `name` otherwise).
+    The token ids are passed on only when `fn` accepts them."""
     pass_ids = _accepts_ids(fn)
 
     def scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]:
@@ -142,8 +145,6 @@ def get_scorer(name: str, **kwargs) -> Scorer:
     if not isinstance(name, str) or not name:
         raise InputError(f"scorer {name!r}: expected a name")
     if name.startswith("hf-rm:"):
-        from isdaa.generation.reward_model import hf_reward_model
-
         fn = hf_reward_model(name[len("hf-rm:"):], **kwargs)
         kwargs = {}
     elif name in _REGISTRY:
@@ -157,4 +158,4 @@ def get_scorer(name: str, **kwargs) -> Scorer:
         )
     if kwargs:
         fn = functools.partial(fn, **kwargs)
-    return _checked(name, fn)
+    return checked_scorer(name, fn)

@@ -9,6 +9,11 @@ import time
 
 import numpy as np
 
+from isdaa.eval.kl import kl_estimates
+from isdaa.eval.stats import mean_se
+from isdaa.generation import get_scorer, register_scorer, sample_completions, score_logps
+from isdaa.lab.preference_data import completion_words
+from isdaa.lab.world import TOPICS, lab_scorer
 
 WEIGHT_KEYS = ("weights/ess", "weights/mean", "weights/min", "weights/max", "weights/clipped_frac",
                "weights/raw_log_mean")
@@ -20,9 +25,6 @@ class LabEvaluator:
 
     def __init__(self, world, reference, tokenizer, *, n_samples: int = 32, seed: int = 0, batch_size: int = 256,
                  max_new_tokens: int | None = None, n_examples: int = 4):
-        from isdaa.generation import get_scorer, register_scorer
-        from isdaa.lab.world import lab_scorer
-
         self.world = world
         self.reference = reference.eval()
         self.tokenizer = tokenizer
@@ -41,6 +43,7 @@ class LabEvaluator:
         self._t0 = time.time()
 
     def on_log(self, step, metrics):
+        """Keep this step's weight statistics and training numbers for the next evaluation's window."""
         rec = {k: float(metrics[k]) for k in WEIGHT_KEYS if k in metrics and metrics[k] is not None}
         if "weights/ess" in rec and math.isfinite(rec["weights/ess"]):
             self._ess_min = min(self._ess_min, rec["weights/ess"])
@@ -69,11 +72,7 @@ class LabEvaluator:
         return out
 
     def on_eval(self, step, model, tokenizer):
-        from isdaa.eval import kl_estimates, mean_se
-        from isdaa.generation import sample_completions, score_logps
-        from isdaa.lab.preference_data import completion_words
-        from isdaa.lab.world import TOPICS
-
+        """Sample from the policy, record gold, KL, lengths, target counts and examples (one entry of `evals`)."""
         samples = sample_completions(
             model, tokenizer, self.prompt_ids, n=self.n, max_new_tokens=self.max_new_tokens,
             batch_size=self.batch_size, seed=self.seed * 1_000_003 + int(step), progress=False,
@@ -113,6 +112,3 @@ class LabEvaluator:
         rec.update(self._window_stats())
         self._window = []
         self.evals.append(rec)
-
-
-# ----------------------------------------------------------------------------- one run (in a worker)

@@ -1,13 +1,13 @@
 """Preference pairs for the lab: sampled from the REFERENCE, labelled by Bradley–Terry on the gold reward.
 
 For each pair: a training prompt x drawn uniformly from `World.train_prompts()`, two completions a, b ~ π_ref(·|x)
-(`isdaa.eval.sample_completions`, temperature 1, no top-p), and a label drawn as
+(`isdaa.generation.sample_completions`, temperature 1, no top-p), and a label drawn as
 
     P(a ≻ b) = σ((r(x, a) − r(x, b)) / T)          T = `label_temperature`
 
 so the labels are noisy exactly as the Bradley–Terry model says (T → 0: always the better one). The rows are
 TRL-format JSONL (`prompt`, `chosen`, `rejected`) plus `behavior_chosen_logps` / `behavior_rejected_logps`:
-the reference's summed log-probs of the completion tokens + EOS (`isdaa.eval.score_logps`), i.e. the behaviour
+the reference's summed log-probs of the completion tokens + EOS (`isdaa.generation.score_logps`), i.e. the behaviour
 policy μ = π_ref that generated the data, and the diagnostic columns `gold_chosen`, `gold_rejected`,
 `p_chosen` (the trainer is told to ignore them through `data.extra_columns`).
 
@@ -23,9 +23,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from isdaa.generation import sample_completions, score_logps
+from isdaa.generation.pairs import bt_probability
 from isdaa.lab.world import World
-from isdaa.generation.pairs import bt_probability  # noqa: F401 - re-exported: the lab's labels use it
 
 EXTRA_COLUMNS = ["gold_chosen", "gold_rejected", "p_chosen"]
 
@@ -45,9 +48,7 @@ def completion_words(tokenizer, completion_ids: list[int]) -> list[str]:
 
 
 def _sample_reference(model, tokenizer, prompts: list[str], *, max_new_tokens: int, seed: int, batch_size: int):
-    """Two completions per prompt; returns (texts_a, ids_a, texts_b, ids_b, ok) lists."""
-    from isdaa.generation import sample_completions
-
+    """Two completions per prompt; returns (prompt ids, samples a, samples b, ok) lists."""
     prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
     samples = sample_completions(
         model, tokenizer, prompt_ids, n=2, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
@@ -65,6 +66,43 @@ def _sample_reference(model, tokenizer, prompts: list[str], *, max_new_tokens: i
     return prompt_ids, a, b, ok
 
 
+def _draw_pairs(world: World, model, tokenizer, rng: np.random.Generator, need: int, *, label_temperature: float,
+                seed: int, batch_size: int) -> list[dict]:
+    """One round: draw prompts and two reference samples each, keep up to `need` valid pairs, label them."""
+    train_prompts = world.train_prompts()
+    draw = need + max(8, int(0.03 * need))
+    prompts = [train_prompts[i] for i in rng.integers(0, len(train_prompts), size=draw)]
+    prompt_ids, a, b, ok = _sample_reference(
+        model, tokenizer, prompts, max_new_tokens=world.params.max_len + 1, seed=seed, batch_size=batch_size,
+    )
+    keep = [i for i in range(draw) if ok[i]][:need]
+    if not keep:
+        return []
+    pids = [prompt_ids[i] for i in keep]
+    with torch.no_grad():
+        lp_a = score_logps(model, pids, [a[i].completion_ids for i in keep], batch_size=batch_size)
+        lp_b = score_logps(model, pids, [b[i].completion_ids for i in keep], batch_size=batch_size)
+    r_a = np.array([world.gold_reward(prompts[i], completion_words(tokenizer, a[i].completion_ids)) for i in keep])
+    r_b = np.array([world.gold_reward(prompts[i], completion_words(tokenizer, b[i].completion_ids)) for i in keep])
+    p_a = bt_probability(r_a, r_b, label_temperature)
+    a_wins = rng.random(len(keep)) < p_a
+    rows = []
+    for k, i in enumerate(keep):
+        first = bool(a_wins[k])
+        c, r = (a[i], b[i]) if first else (b[i], a[i])
+        rows.append({
+            "prompt": prompts[i],
+            "chosen": c.text,
+            "rejected": r.text,
+            "behavior_chosen_logps": float(lp_a[k] if first else lp_b[k]),
+            "behavior_rejected_logps": float(lp_b[k] if first else lp_a[k]),
+            "gold_chosen": float(r_a[k] if first else r_b[k]),
+            "gold_rejected": float(r_b[k] if first else r_a[k]),
+            "p_chosen": float(p_a[k] if first else 1.0 - p_a[k]),
+        })
+    return rows
+
+
 def make_pairs(
     world: World,
     reference_dir: str | Path,
@@ -79,15 +117,9 @@ def make_pairs(
 
     Returns statistics (mean gold of chosen/rejected, lengths, share of labels agreeing with the gold
     reward, the BT flip rate expected from the temperature)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from isdaa.generation import score_logps
-
     tokenizer = AutoTokenizer.from_pretrained(str(reference_dir))
     model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()
     rng = np.random.default_rng(seed)
-    train_prompts = world.train_prompts()
     rows: list[dict] = []
     round_ = 0
     while len(rows) < n_pairs:
@@ -96,38 +128,9 @@ def make_pairs(
                 f"the reference at {reference_dir} produced only {len(rows)} valid pairs in 50 rounds (a valid sample "
                 f"ends with EOS within {world.params.max_len + 1} tokens and holds only words); is it trained?"
             )
-        need = n_pairs - len(rows)
-        draw = need + max(8, int(0.03 * need))
-        prompts = [train_prompts[i] for i in rng.integers(0, len(train_prompts), size=draw)]
-        prompt_ids, a, b, ok = _sample_reference(
-            model, tokenizer, prompts, max_new_tokens=world.params.max_len + 1,
-            seed=seed * 1_000_003 + round_, batch_size=batch_size,
-        )
+        rows += _draw_pairs(world, model, tokenizer, rng, n_pairs - len(rows), label_temperature=label_temperature,
+                            seed=seed * 1_000_003 + round_, batch_size=batch_size)
         round_ += 1
-        keep = [i for i in range(draw) if ok[i]][:need]
-        if not keep:
-            continue
-        pids = [prompt_ids[i] for i in keep]
-        with torch.no_grad():
-            lp_a = score_logps(model, pids, [a[i].completion_ids for i in keep], batch_size=batch_size)
-            lp_b = score_logps(model, pids, [b[i].completion_ids for i in keep], batch_size=batch_size)
-        r_a = np.array([world.gold_reward(prompts[i], completion_words(tokenizer, a[i].completion_ids)) for i in keep])
-        r_b = np.array([world.gold_reward(prompts[i], completion_words(tokenizer, b[i].completion_ids)) for i in keep])
-        p_a = bt_probability(r_a, r_b, label_temperature)
-        a_wins = rng.random(len(keep)) < p_a
-        for k, i in enumerate(keep):
-            first = bool(a_wins[k])
-            c, r = (a[i], b[i]) if first else (b[i], a[i])
-            rows.append({
-                "prompt": prompts[i],
-                "chosen": c.text,
-                "rejected": r.text,
-                "behavior_chosen_logps": float(lp_a[k] if first else lp_b[k]),
-                "behavior_rejected_logps": float(lp_b[k] if first else lp_a[k]),
-                "gold_chosen": float(r_a[k] if first else r_b[k]),
-                "gold_rejected": float(r_b[k] if first else r_a[k]),
-                "p_chosen": float(p_a[k] if first else 1.0 - p_a[k]),
-            })
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as fh:
@@ -137,6 +140,8 @@ def make_pairs(
 
 
 def pair_stats(rows: list[dict], label_temperature: float) -> dict:
+    """Means of the pairs' gold and lengths, share of ties, and label agreement with the gold reward (observed
+    and what Bradley–Terry at `label_temperature` expects)."""
     gc = np.array([r["gold_chosen"] for r in rows])
     gr = np.array([r["gold_rejected"] for r in rows])
     lc = np.array([len(r["chosen"].split()) for r in rows])

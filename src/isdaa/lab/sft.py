@@ -26,6 +26,7 @@ from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 
 def world_tokenizer(world: World):
+    """A word-level tokenizer over the world's vocabulary (prompt words, response words, special tokens)."""
     return word_tokenizer(world.vocabulary())
 
 
@@ -97,6 +98,28 @@ def fit_quality(model, tokenizer, world: World, *, n: int = 4000, seed: int = 12
     }
 
 
+def _fit(model, tokenizer, world: World, *, steps: int, batch_size: int, lr: float, seed: int) -> None:
+    """The SFT loop: AdamW with a cosine schedule (to 5% of lr), a fresh base batch every step."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    prompts = world.prompts()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    model.train()
+    for _ in range(steps):
+        ps, rs = _batch(world, rng, prompts, batch_size)
+        ids, att, cm = encode_pairs(tokenizer, ps, rs)
+        lp = response_logps(model, ids, att, cm)
+        loss = -lp.sum() / cm.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+
+
 def train_reference(
     world: World,
     out_dir: str | Path,
@@ -127,24 +150,7 @@ def train_reference(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    prompts = world.prompts()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
-    model.train()
-    for step in range(steps):
-        ps, rs = _batch(world, rng, prompts, batch_size)
-        ids, att, cm = encode_pairs(tokenizer, ps, rs)
-        lp = response_logps(model, ids, att, cm)
-        loss = -lp.sum() / cm.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+    _fit(model, tokenizer, world, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     quality = fit_quality(model, tokenizer, world, seed=seed + 12345)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -97,15 +97,19 @@ class World:
         return self.topics + self.styles + self.words
 
     def prompts(self) -> list[str]:
+        """Every prompt, `<topic> <style>`."""
         return [f"{t} {s}" for t in self.topics for s in self.styles]
 
     def train_prompts(self) -> list[str]:
+        """The prompts of the preference data (every style but the held-out one)."""
         return [f"{t} {s}" for t in self.topics for s in self.styles if s != HELD_OUT_STYLE]
 
     def eval_prompts(self) -> list[str]:
+        """The held-out prompts, `<topic> again`: one per topic."""
         return [f"{t} {HELD_OUT_STYLE}" for t in self.topics]
 
     def topic_of(self, prompt: str) -> str:
+        """The prompt's topic (its first word); ValueError for a prompt of another world."""
         head = prompt.split()[0] if prompt.split() else ""
         if head not in TOPICS:
             raise ValueError(f"not a prompt of this world: {prompt!r}")
@@ -183,7 +187,7 @@ class World:
 
 
 def lab_scorer(world: World, tokenizer=None):
-    """A gold scorer (`isdaa.eval` signature) for `world`: with a tokenizer and completion ids, every generated
+    """A gold scorer (`isdaa.generation.scorers` signature) for `world`: with a tokenizer and completion ids, every generated
     token but the final EOS is a word (special tokens included); otherwise the completion text is split."""
 
     def scorer(prompts, completions, *, prompt_ids=None, completion_ids=None) -> list[float]:

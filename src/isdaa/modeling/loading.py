@@ -12,6 +12,7 @@ import copy
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from isdaa.config import LoraConfig, ModelConfig
 from isdaa.errors import InputError
@@ -35,8 +36,6 @@ def _source(cfg: ModelConfig) -> tuple[str, dict]:
 
 def _llama_config(init: dict):
     """`LlamaConfig(**init)`, or InputError (transformers raises several exception types on bad values)."""
-    from transformers import LlamaConfig
-
     try:
         return LlamaConfig(**init)
     except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, StrictDataclassClassValidationError, ...
@@ -58,8 +57,6 @@ def check_model_source(cfg: ModelConfig) -> None:
 def check_lora_targets(cfg: ModelConfig, lora: LoraConfig) -> None:
     """InputError when none of `lora.target_modules` names a module of the model (what PEFT refuses),
     found on a weightless meta-device copy of the architecture. Skipped where that copy cannot be built."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     targets = [str(t) for t in lora.target_modules]
     if not targets or "all-linear" in targets:
         return
@@ -86,8 +83,10 @@ def check_lora_targets(cfg: ModelConfig, lora: LoraConfig) -> None:
 
 
 def load_tokenizer(cfg: ModelConfig):
-    from transformers import AutoTokenizer
-
+    """The tokenizer of `cfg.tokenizer` (a directory), else of the model source `cfg.name_or_path` (a directory
+    or a .gguf file) — the one loader of train, eval, pairs and the lab, with one pad rule: `cfg.pad_token`, when
+    set, becomes the pad token; a tokenizer still without a pad token (or without EOS) is an InputError naming
+    the option. For a plain path: `load_tokenizer(ModelConfig(name_or_path=path, pad_token=...))`."""
     where = cfg.tokenizer or cfg.name_or_path
     if where is None:
         raise InputError("model.tokenizer: required when the model is built from model.init")
@@ -115,8 +114,6 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_policy(cfg: ModelConfig, *, seed: int = 0):
     """The trainable causal LM, in `cfg.dtype`."""
-    from transformers import AutoModelForCausalLM, LlamaForCausalLM
-
     dtype = DTYPES[cfg.dtype]
     check_model_source(cfg)
     if cfg.init is not None:
@@ -151,7 +148,8 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 def apply_lora(model, cfg: LoraConfig, *, gradient_checkpointing: bool = False, seed: int = 0):
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    """`model` with LoRA adapters from `cfg` (initialised from `seed`); input grads on for gradient checkpointing."""
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model  # heavy import, needed only by LoRA runs
 
     peft_cfg = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"

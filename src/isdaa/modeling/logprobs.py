@@ -276,6 +276,29 @@ def batch_logps_shared_prompt(
     Not for gradient checkpointing in training (transformers drops the cache there; raises ValueError) nor
     for sliding-window caches shorter than prompt + completion.
     """
+    b = _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask, rejected_ids, rejected_mask)
+    device = prompt_ids.device
+    prompt_mask = prompt_mask.to(device)
+    if not bool(prompt_mask.bool().any(-1).all()):
+        raise ValueError("every prompt needs at least one real token")
+    comp_ids, comp_mask = _stacked_completions(chosen_ids, chosen_mask, rejected_ids, rejected_mask, device)
+
+    h_last, cache, cache_kw = _prompt_forward(model, prompt_ids, prompt_mask)
+    cache.batch_select_indices(torch.arange(b, device=device).repeat(2))  # the cache for chosen, then rejected rows
+    hidden_c = _completion_forward(model, comp_ids, comp_mask, prompt_mask, cache, cache_kw)  # (2B, C, H)
+
+    # Completion token j is predicted by the prompt's last row (j = 0) or the completion row j − 1.
+    predicting = torch.cat([h_last.repeat(2, 1).unsqueeze(1), hidden_c[:, :-1]], 1)  # (2B, C, H)
+    rows, cols = comp_mask.bool().nonzero(as_tuple=True)
+    token_lp = token_logps_from_hidden(
+        _output_head(model), predicting[rows, cols], comp_ids[rows, cols], chunk_size=chunk_size, recompute=recompute
+    )
+    summed = torch.zeros(2 * b, dtype=torch.float32, device=device).index_add(0, rows, token_lp)
+    return _split_pairs(summed, comp_mask.sum(-1).to(torch.float32))
+
+
+def _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask, rejected_ids, rejected_mask) -> int:
+    """The batch size B, after the shape checks (and the refusal of gradient checkpointing in training)."""
     _check_masks(prompt_ids, prompt_mask)
     _check_masks(chosen_ids, chosen_mask)
     _check_masks(rejected_ids, rejected_mask)
@@ -286,23 +309,26 @@ def batch_logps_shared_prompt(
     checkpointed = any(getattr(mod, "gradient_checkpointing", False) is True for mod in hf.modules())
     if checkpointed and hf.training and torch.is_grad_enabled():
         raise ValueError("batch_logps_shared_prompt does not work with gradient checkpointing; use batch_logps")
-    device = prompt_ids.device
-    prompt_mask = prompt_mask.to(device)
-    if not bool(prompt_mask.bool().any(-1).all()):
-        raise ValueError("every prompt needs at least one real token")
+    return b
 
+
+def _stacked_completions(chosen_ids, chosen_mask, rejected_ids, rejected_mask, device) -> tuple[Tensor, Tensor]:
+    """(2B, C) ids and long mask: the chosen rows then the rejected rows, right-padded to one width C."""
     c = max(chosen_ids.shape[1], rejected_ids.shape[1])
     ch_ids, ch_mask = _pad_right(chosen_ids.to(device), chosen_mask.to(device), c)
     rj_ids, rj_mask = _pad_right(rejected_ids.to(device), rejected_mask.to(device), c)
-    comp_ids = torch.cat([ch_ids, rj_ids])  # (2B, C)
-    comp_mask = torch.cat([ch_mask, rj_mask]).long()  # (2B, C)
+    comp_ids = torch.cat([ch_ids, rj_ids])
+    comp_mask = torch.cat([ch_mask, rj_mask]).long()
     if c > 1 and bool((comp_mask[:, 1:] > comp_mask[:, :-1]).any()):
         raise ValueError("completion masks must be right-padded (ones, then zeros)")
+    return comp_ids, comp_mask
 
+
+def _prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor):
+    """Run the B prompts once with `use_cache=True`: (hidden row of each prompt's last real token (B, H), which
+    predicts completion token 0; the KV cache; the name of the model's cache argument)."""
     cache_kw = _cache_kwarg(model)
-
-    # 1. prompts once, keeping the cache
-    out_p = model(
+    out = model(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
         position_ids=position_ids_from_mask(prompt_mask),
@@ -310,34 +336,27 @@ def batch_logps_shared_prompt(
         output_hidden_states=True,
         logits_to_keep=1,
     )
-    hidden_p = _final_hidden(out_p)  # (B, P, H)
-    cache = getattr(out_p, cache_kw, None)
+    hidden = _final_hidden(out)  # (B, P, H)
+    cache = getattr(out, cache_kw, None)
     if cache is None:
         raise ValueError("the model returned no KV cache for use_cache=True")
     last = prompt_mask.shape[1] - 1 - prompt_mask.long().flip(-1).argmax(-1)  # (B,) index of last real token
-    h_last = hidden_p[torch.arange(b, device=device), last]  # (B, H): predicts completion token 0
+    return hidden[torch.arange(prompt_ids.shape[0], device=prompt_ids.device), last], cache, cache_kw
 
-    # 2. duplicate the cache for the chosen and the rejected rows
-    cache.batch_select_indices(torch.arange(b, device=device).repeat(2))
 
-    # 3. both completions on top
+def _completion_forward(
+    model: nn.Module, comp_ids: Tensor, comp_mask: Tensor, prompt_mask: Tensor, cache, cache_kw: str
+) -> Tensor:
+    """Final hidden states (2B, C, H) of the 2B completions run on top of the (duplicated) prompt cache, with
+    position ids continuing each prompt and an attention mask over prompt + completion."""
     prompt_len = prompt_mask.long().sum(-1).repeat(2)  # (2B,)
-    out_c = model(
+    out = model(
         input_ids=comp_ids,
         attention_mask=torch.cat([prompt_mask.long().repeat(2, 1), comp_mask], 1),  # (2B, P + C)
-        position_ids=prompt_len[:, None] + torch.arange(c, device=device),
+        position_ids=prompt_len[:, None] + torch.arange(comp_ids.shape[1], device=comp_ids.device),
         use_cache=True,
         output_hidden_states=True,
         logits_to_keep=1,
         **{cache_kw: cache},
     )
-    hidden_c = _final_hidden(out_c)  # (2B, C, H)
-
-    # Completion token j is predicted by the prompt's last row (j = 0) or the completion row j − 1.
-    predicting = torch.cat([h_last.repeat(2, 1).unsqueeze(1), hidden_c[:, :-1]], 1)  # (2B, C, H)
-    rows, cols = comp_mask.bool().nonzero(as_tuple=True)
-    token_lp = token_logps_from_hidden(
-        _output_head(model), predicting[rows, cols], comp_ids[rows, cols], chunk_size=chunk_size, recompute=recompute
-    )
-    summed = torch.zeros(2 * b, dtype=torch.float32, device=device).index_add(0, rows, token_lp)
-    return _split_pairs(summed, comp_mask.sum(-1).to(torch.float32))
+    return _final_hidden(out)

@@ -16,6 +16,8 @@ place after a reload check) and reused afterwards; it is an ordinary transformer
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import importlib.util
 import json
 import os
 import shutil
@@ -25,9 +27,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
 from isdaa.errors import InputError
 
-__all__ = ["MODELS", "ModelSpec", "cache_root", "find_gguf", "model_dir", "prepare_model", "prepare_smollm2", "models_main"]
+__all__ = ["MODELS", "ModelSpec", "cache_root", "find_gguf", "is_prepared", "model_dir", "prepare_model", "prepare_smollm2"]
 
 MARKER = "isdaa-prepared.json"  # written last inside the temporary directory: its presence = complete
 
@@ -77,8 +82,6 @@ def _spec(key: str) -> ModelSpec:
 
 def find_gguf(key: str = "smollm2") -> Path:
     """The `.gguf` file inside the installed distribution (found via its file list; the package is not imported)."""
-    import importlib.metadata as md
-
     spec = _spec(key)
     try:
         dist = md.distribution(spec.distribution)
@@ -94,17 +97,13 @@ def find_gguf(key: str = "smollm2") -> Path:
     )
 
 
-def _is_complete(path: Path) -> bool:
+def is_prepared(path: Path) -> bool:
+    """Whether `path` holds a completely prepared model directory (its marker file is written last)."""
     return (path / MARKER).is_file() and (path / "config.json").is_file()
 
 
 def _convert(gguf: Path, out: Path) -> dict:
     """Load `gguf` with transformers, copy into a plain LlamaForCausalLM, save model + tokenizer to `out`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    import importlib.util
-
     if importlib.util.find_spec("gguf") is None:  # transformers needs it for gguf_file=
         raise InputError("loading a .gguf file needs the gguf package: pip install 'isdaa[smollm2]'")
     src, name = str(gguf.parent), gguf.name
@@ -158,7 +157,7 @@ def prepare_model(key: str, cache_dir: str | os.PathLike | None = None, *, force
     """
     spec = _spec(key)
     target = model_dir(key, cache_dir)
-    if _is_complete(target) and not force:
+    if is_prepared(target) and not force:
         return target
     gguf = find_gguf(key)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +176,7 @@ def prepare_model(key: str, cache_dir: str | os.PathLike | None = None, *, force
         )
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if target.exists():
-            if _is_complete(target) and not force:  # another process finished first: keep theirs
+            if is_prepared(target) and not force:  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
                 return target
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -194,54 +193,3 @@ def prepare_smollm2(cache_dir: str | os.PathLike | None = None, *, force: bool =
     """SmolLM2-135M-Instruct as a plain safetensors model directory (converted once; see the module docstring)."""
     return prepare_model("smollm2", cache_dir, force=force, verbose=verbose)
 
-
-MODELS_USAGE = """usage: isdaa models <list | prepare NAME | path NAME> [--cache-dir DIR] [--force]
-
-  list           known models, and where each is prepared (if it is)
-  prepare NAME   convert NAME once into <cache>/models/ and print the directory (reused afterwards)
-  path NAME      print the directory NAME is (or would be) prepared in
-
-<cache> is --cache-dir, else $ISDAA_CACHE, else ~/.cache/isdaa. Models: """
-
-
-def models_main(args: list[str]) -> int:
-    """`isdaa models ...` (see MODELS_USAGE)."""
-    usage = MODELS_USAGE + ", ".join(MODELS)
-    if not args or args[0] in ("-h", "--help"):
-        print(usage)
-        return 0 if args else 2
-    action, rest = args[0], args[1:]
-    cache_dir, force, positional, i = None, False, [], 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg in ("-h", "--help"):
-            print(usage)
-            return 0
-        if arg == "--force":
-            force, i = True, i + 1
-        elif arg.startswith("--cache-dir=") or arg.startswith("--cache_dir="):
-            cache_dir, i = arg.split("=", 1)[1], i + 1
-        elif arg in ("--cache-dir", "--cache_dir"):
-            if i + 1 >= len(rest):
-                raise InputError("option --cache-dir: expected a directory")
-            cache_dir, i = rest[i + 1], i + 2
-        elif arg.startswith("--"):
-            raise InputError(f"isdaa models: unknown option {arg!r}; expected --cache-dir DIR or --force")
-        else:
-            positional.append(arg)
-            i += 1
-    if action == "list":
-        for key, spec in MODELS.items():
-            where = model_dir(key, cache_dir)
-            state = f"prepared at {where}" if _is_complete(where) else f"not prepared (isdaa models prepare {key})"
-            print(f"{key:<10} {spec.description}; {state}")
-        return 0
-    if action not in ("prepare", "path"):
-        raise InputError(f"isdaa models: unknown action {action!r}; expected list, prepare or path")
-    if len(positional) != 1:
-        raise InputError(f"isdaa models {action}: expected one model name ({', '.join(MODELS)})")
-    if action == "path":
-        print(model_dir(positional[0], cache_dir))
-        return 0
-    print(prepare_model(positional[0], cache_dir, force=force, verbose=True))
-    return 0

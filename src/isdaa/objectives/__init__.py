@@ -1,10 +1,14 @@
 """Pure-tensor objectives of isdaa: DAA losses, RPO's SFT term, IS-DAA importance weights, weight
 statistics, preference metrics and the combined `daa_objective`. Imports nothing but torch.
 
+The losses are named in one registry, `LOSSES` (loss_registry.py); a bad argument (loss or weighting name,
+β, ε, η, a hyper-parameter) raises `ObjectiveArgumentError`, a ValueError whose `.argument` names it.
+
 Shapes: every per-example input and output is a (B,) tensor of SUMMED response log-probs / token counts.
 """
 
-from .losses import LOSS_KINDS, preference_loss
+from ._validate import ObjectiveArgumentError
+from .loss_registry import LOSS_KINDS, LOSSES, preference_loss
 from .metrics import preference_metrics
 from .objective import ObjectiveOutput, daa_objective
 from .regularizers import sft_loss
@@ -18,9 +22,11 @@ from .weights import (
 )
 
 __all__ = [
+    "LOSSES",
     "LOSS_KINDS",
     "WEIGHTINGS",
     "WEIGHT_MODES",
+    "ObjectiveArgumentError",
     "ObjectiveOutput",
     "daa_objective",
     "effective_sample_size",

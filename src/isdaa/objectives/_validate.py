@@ -1,21 +1,56 @@
 """Argument checks shared by the objective functions (pure torch, no side effects).
 
-Every failure is a `ValueError` whose message names the offending argument and what was expected.
+Every failure is a `ValueError` whose message names the offending argument and what was expected. A bad
+ARGUMENT (a loss or weighting name, β, ε, η, a hyper-parameter) raises the subclass
+`ObjectiveArgumentError`, whose `.argument` says which one, so that a caller can name its own option;
+bad tensors (shapes, NaN/inf) raise a plain `ValueError`.
 """
 
+import difflib
 import math
+from collections.abc import Iterable
 
 import torch
 
 
-def check_positive(name: str, value) -> float:
-    """Return `value` as a float, or raise if it is not a finite number > 0."""
+class ObjectiveArgumentError(ValueError):
+    """A bad argument of the objectives. `argument` is one of "loss", "weighting", "beta", "eps",
+    "sft_eta", "label_smoothing", "hparams"; `str(exc)` is the message alone."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
+def check_choice(argument: str, value, choices: Iterable[str]) -> None:
+    """Raise ObjectiveArgumentError(argument) unless `value` is one of `choices`; the message suggests the
+    closest choice: "unknown value 'sigmod' (did you mean 'sigmoid'?); expected one of sigmoid, ipo, ..."."""
+    choices = list(choices)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ObjectiveArgumentError(argument, f"unknown value '{value}'{hint}; expected one of {', '.join(choices)}")
+
+
+def as_number(name: str, value, *, argument: str = "hparams") -> float:
+    """Return `value` as a float (any number, not checked further), or raise ObjectiveArgumentError."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ObjectiveArgumentError(argument, f"{name} must be a number, got {value!r}") from None
+
+
+def check_positive(name: str, value, *, argument: str | None = None) -> float:
+    """Return `value` as a float, or raise ObjectiveArgumentError(`argument`, default `name`) if it is not
+    a finite number > 0."""
+    argument = name if argument is None else argument
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number > 0, got {value!r}") from None
+        raise ObjectiveArgumentError(argument, f"{name} must be a number > 0, got {value!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ObjectiveArgumentError(argument, f"{name} must be a finite number > 0, got {value!r}")
     return value
 
 

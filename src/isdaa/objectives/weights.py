@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import check_finite, check_positive, check_vectors, lengths_as
+from ._validate import check_choice, check_finite, check_positive, check_vectors, lengths_as
 
 WEIGHT_MODES: tuple[str, ...] = ("pair", "token_mean", "wpo")
 
@@ -31,9 +31,8 @@ WEIGHTINGS: dict[str, dict | None] = {
 
 def weighting_kwargs(name: str) -> dict | None:
     """Keyword arguments of `importance_weights` for weighting `name` (a fresh dict), or None for
-    "none". Raises ValueError naming the choices for an unknown name."""
-    if name not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {name!r}; choose one of {', '.join(WEIGHTINGS)}")
+    "none". Raises ObjectiveArgumentError("weighting") naming the choices for an unknown name."""
+    check_choice("weighting", name, WEIGHTINGS)
     kwargs = WEIGHTINGS[name]
     return None if kwargs is None else dict(kwargs)
 
@@ -106,7 +105,8 @@ def importance_weights(
     `self_normalize` returns w / mean_batch(w), done in log space (w_i = exp(c_i − logsumexp(c) + log B)
     for clamped log weights c), so it cannot underflow to all zeros: the largest weight is ≥ 1.
     `mode="wpo"` caps the weight at 1 (log weight clipped at 0) and ignores the behaviour log-probs.
-    Raises ValueError for ε ≤ 0, an unknown mode, missing lengths, or NaN/±inf inputs.
+    Raises ObjectiveArgumentError for ε ≤ 0; ValueError for an unknown mode, missing lengths, or NaN/±inf
+    inputs.
     """
     eps = check_positive("eps", eps)
     named = {

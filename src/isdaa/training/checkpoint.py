@@ -22,6 +22,7 @@ _OURS = re.compile(r"^step-\d+(\.tmp-.*)?$")
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
+    """`<run>/checkpoints`."""
     return Path(run_dir) / "checkpoints"
 
 
@@ -62,11 +63,13 @@ def _remove(path: Path) -> None:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The complete checkpoint of the highest step, or None."""
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
 
 
 def read_state(path: str | Path) -> dict:
+    """The trainer's state file of a checkpoint (step, epoch, skipped_steps, bad_streak)."""
     return json.loads((Path(path) / STATE_FILE).read_text())
 
 
@@ -94,6 +97,7 @@ def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, ke
 
 
 def remove_torn(run_dir: str | Path) -> list[Path]:
+    """Delete the torn checkpoints of a run (see `torn_checkpoints`) and return them."""
     torn = torn_checkpoints(run_dir)
     for p in torn:
         shutil.rmtree(p, ignore_errors=True)

@@ -24,6 +24,7 @@ from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 
 
 def cache_key(examples, model_id: str) -> str:
+    """24 hex digits of a SHA-256 over `model_id` and every token id of the examples."""
     h = hashlib.sha256(model_id.encode())
     for ex in examples:
         for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):

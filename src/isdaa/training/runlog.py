@@ -7,23 +7,20 @@ resumed run's log reads as if it had never stopped.
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 
-
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf/nan; keep them visible as strings
-    return value
+from isdaa.training.runtime import atomic_write_text, json_ready
 
 
 class MetricsLog:
+    """Appends one JSON line per record to `path`; does nothing when not `enabled` (the non-main processes)."""
+
     def __init__(self, path: str | Path, *, enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
+        """Rewrite the file (atomically) with only the records of steps <= `step`; a torn line is dropped."""
         if not self.enabled or not self.path.is_file():
             return
         kept = []
@@ -34,18 +31,18 @@ class MetricsLog:
                 continue  # a line torn by a crash while appending: it belongs to a step being redone
             if record.get("step", 0) <= step:
                 kept.append(line)
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
+        """Append `record` as one line; NaN / infinity (a diverged step) are written as "nan" / "inf" strings."""
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+            f.write(json.dumps(json_ready(record, str)) + "\n")
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a `metrics.jsonl` file (or of the one in run directory `path`)."""
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"

@@ -1,9 +1,9 @@
-"""The training loop on Accelerate: forward, objective, step, log, checkpoint, resume.
+"""The training loop on Accelerate: set-up, one optimizer step, logging, checkpoints, the end of a run.
 
-No loss formula lives here: `isdaa.objectives.daa_objective` turns sequence log-probs into the loss,
-weights and metrics. One optimizer step = `grad_accum` micro-batches of `batch_size` pairs on each
-process; the data order of epoch e is a permutation seeded by (seed, e), so a resumed run sees exactly
-the batches an uninterrupted run would.
+No loss formula lives here: `run_objective` (`isdaa.objectives.daa_objective`) turns sequence log-probs
+into the loss, weights and metrics. One optimizer step = `grad_accum` micro-batches of `batch_size` pairs on
+each process; the data order of epoch e is seeded by (seed, e) (`data_order.py`), so a resumed run sees
+exactly the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -16,17 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
-from isdaa.training import checkpoint as ckpt
 from isdaa.config import TrainConfig, save_config
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
+from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
-from isdaa.objectives import daa_objective, preference_metrics
+from isdaa.objectives import ObjectiveOutput
+from isdaa.training import checkpoint as ckpt
+from isdaa.training.callbacks import call_hook, has_hook
+from isdaa.training.data_order import epoch_batches
+from isdaa.training.final_model import save_final
+from isdaa.training.objective import run_objective
+from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
-from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 from isdaa.training.runlog import MetricsLog, aggregate
+from isdaa.training.runtime import set_threads, use_cpu
+from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
+
+# Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
+# on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
+MIN_SHARED_PROMPT_TOKENS = 64
 
 
 class TrainingStopped(RuntimeError):
@@ -35,6 +49,9 @@ class TrainingStopped(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the run directory, `final/`, the step count, how many steps were skipped
+    (non-finite), and the metrics logged by this process (`metrics.jsonl` holds those of earlier runs too)."""
+
     output_dir: Path
     final_dir: Path | None
     steps: int
@@ -42,16 +59,15 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _call(callbacks, name, *args):
-    for cb in callbacks:
-        fn = getattr(cb, name, None)
-        if fn is not None:
-            fn(*args)
+@dataclass
+class StepOutcome:
+    """One optimizer step, as the log needs it."""
 
-
-# Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
-# on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
-MIN_SHARED_PROMPT_TOKENS = 64
+    records: list[dict]  # the metrics of each micro-batch (this process)
+    tokens: int  # prompt+completion tokens of its batches (this process)
+    grad_norm: torch.Tensor | float  # before clipping
+    finite: bool  # False: the step was skipped on every process
+    seconds: float
 
 
 def _pair_logps(model, batch) -> dict:
@@ -68,323 +84,319 @@ def _batch_tokens(batch) -> int:
     return int(batch["attention_mask"].sum())
 
 
-class _EpochOrder(torch.utils.data.Dataset):
-    """The examples of one epoch, in the order of a permutation seeded by (seed, epoch)."""
-
-    def __init__(self, examples, seed: int, epoch: int):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        self.order = torch.randperm(len(examples), generator=g).tolist()
-        self.examples = examples
-
-    def __len__(self):
-        return len(self.order)
-
-    def __getitem__(self, i):
-        return self.examples[self.order[i]]
+def _use_shared_prompt(config: TrainConfig, train_examples) -> bool:
+    """`prompt_sharing`, no gradient checkpointing (the cache is dropped there), and prompts long enough to
+    pay for the second forward call."""
+    mean_prompt = sum(len(e.prompt_ids) for e in train_examples) / max(len(train_examples), 1)
+    return bool(
+        config.prompt_sharing and not config.model.gradient_checkpointing and mean_prompt >= MIN_SHARED_PROMPT_TOKENS
+    )
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, inputs: RunInputs, callbacks=()):
-        from accelerate import Accelerator
+    """One run on validated inputs: `run` = `setup`, then `optimizer_step` (+ `log_step`, `after_step`)
+    up to the last step, then `finish`. Callback hooks: `isdaa.training.callbacks.Callback`."""
 
+    def __init__(self, config: TrainConfig, inputs: RunInputs, callbacks=()):
         self.cfg = config
         self.inputs = inputs
         self.callbacks = list(callbacks)
-        from accelerate.state import AcceleratorState
-
-        from isdaa.training.runtime import use_cpu
-
+        self.run_dir = inputs.run_dir
+        self.tok = inputs.tokenizer
+        self.pad = self.tok.pad_token_id
+        self.shared_prompt = _use_shared_prompt(config, inputs.train)
+        self.history: list[dict] = []
         # a process may train several runs (the lab, notebooks): each gets its own precision settings;
         # the process group (PartialState) is kept
         AcceleratorState._reset_state()
-
         # our schedule counts optimizer steps (one per global batch): accelerate must not step it once per process
         self.acc = Accelerator(
             cpu=use_cpu(), step_scheduler_with_optimizer=False, mixed_precision=config.mixed_precision,
             log_with=config.trackers or None, project_dir=str(inputs.run_dir),
         )
-        self.run_dir = inputs.run_dir
-        self.tok = inputs.tokenizer
-        self.pad = self.tok.pad_token_id
-
-    # ---- set-up -------------------------------------------------------------------------------
-    def _reference_logps(self, policy, reference):
-        """Precompute (and cache) reference log-probs for train and eval examples when asked."""
-        cfg = self.cfg
-        for examples in (self.inputs.train, self.inputs.eval):
-            if not examples or all(e.ref_chosen_logps is not None for e in examples):
-                continue
-            model = reference if reference is not None else policy
-            ctx = policy.disable_adapter() if reference is None else contextlib.nullcontext()
-            bar = tqdm(total=len(examples), desc="reference log-probs", disable=not self._bars(), leave=False)
-            with self.acc.main_process_first(), ctx:
-                chosen, rejected, _ = cached_reference_logps(
-                    model.to(self.acc.device), examples, cache_dir=self.inputs.ref_cache_dir,
-                    model_id=self.inputs.model_id, pad_token_id=self.pad, batch_size=cfg.eval_batch_size, progress=bar,
-                    prompt_sharing=self._shared(),
-                )
-            bar.close()
-            attach_reference_logps(examples, chosen, rejected)
-
-    def _shared(self) -> bool:
-        """Whether batches use the shared-prompt layout: `prompt_sharing`, no gradient checkpointing (the
-        cache is dropped there), and prompts long enough to pay for the second forward call."""
-        if not hasattr(self, "_shared_prompt"):
-            train = self.inputs.train
-            mean_prompt = sum(len(e.prompt_ids) for e in train) / max(len(train), 1)
-            self._shared_prompt = bool(
-                self.cfg.prompt_sharing and not self.cfg.model.gradient_checkpointing
-                and mean_prompt >= MIN_SHARED_PROMPT_TOKENS
-            )
-        return self._shared_prompt
-
-    def _collate(self, examples):
-        return collate_shared(examples, self.pad) if self._shared() else collate(examples, self.pad)
-
-    def _bars(self) -> bool:
-        return self.cfg.progress and self.acc.is_local_main_process
-
-    def _optimizer_and_schedule(self, policy, total_steps: int):
-        from transformers import (
-            get_constant_schedule_with_warmup,
-            get_cosine_with_min_lr_schedule_with_warmup,
-            get_linear_schedule_with_warmup,
-        )
-
-        o = self.cfg.optim
-        params = [p for p in policy.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps, weight_decay=o.weight_decay)
-        warmup = int(o.warmup_ratio * total_steps)
-        if o.scheduler == "cosine":
-            sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total_steps, min_lr_rate=o.min_lr_ratio)
-        elif o.scheduler == "linear":
-            sched = get_linear_schedule_with_warmup(opt, warmup, total_steps)
-        else:
-            sched = get_constant_schedule_with_warmup(opt, warmup)
-        return opt, sched
-
-    # ---- one step -----------------------------------------------------------------------------
-    def _objective(self, policy, reference, batch):
-        o = self.cfg.objective
-        out = _pair_logps(policy, batch)
-        if "ref_chosen_logps" in batch:
-            ref_c, ref_r = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
-        else:
-            with torch.no_grad():
-                ctx = self.acc.unwrap_model(policy).disable_adapter() if reference is None else contextlib.nullcontext()
-                with ctx:
-                    ref = _pair_logps(reference if reference is not None else policy, batch)
-            ref_c, ref_r = ref["chosen_logps"], ref["rejected_logps"]
-        hparams = dict(o.hparams)
-        if o.label_smoothing:
-            hparams["label_smoothing"] = o.label_smoothing
-        return daa_objective(
-            loss=o.loss, beta=o.beta,
-            policy_chosen_logps=out["chosen_logps"], policy_rejected_logps=out["rejected_logps"],
-            ref_chosen_logps=ref_c, ref_rejected_logps=ref_r,
-            behavior_chosen_logps=batch.get("behavior_chosen_logps"),
-            behavior_rejected_logps=batch.get("behavior_rejected_logps"),
-            chosen_lengths=out["chosen_lengths"], rejected_lengths=out["rejected_lengths"],
-            weighting=o.weighting, eps=o.is_eps, user_weights=batch.get("weight"),
-            sft_eta=o.sft_eta, sft_token_mean=o.sft_token_mean, loss_hparams=hparams,
-        )
-
-    def _loader(self, epoch: int, skip: int):
-        dl = torch.utils.data.DataLoader(
-            _EpochOrder(self.inputs.train, self.cfg.seed, epoch), batch_size=self.cfg.batch_size, shuffle=False,
-            drop_last=True, collate_fn=self._collate,
-        )
-        dl = self.acc.prepare_data_loader(dl)
-        return iter(self.acc.skip_first_batches(dl, skip) if skip else dl)
-
-    @torch.no_grad()
-    def _held_out(self, policy, reference) -> dict:
-        """Preference accuracy and margins on the eval pairs (`eval/` metric keys)."""
-        if not self.inputs.eval:
-            return {}
-        policy.eval()
-        records = []
-        for start in range(0, len(self.inputs.eval), self.cfg.eval_batch_size):
-            batch = self._collate(self.inputs.eval[start : start + self.cfg.eval_batch_size])
-            batch = {k: v.to(self.acc.device) for k, v in batch.items()}
-            out = self._objective(policy, reference, batch)
-            records.append(out.metrics)
-        policy.train()
-        return {f"eval/{k}": v for k, v in aggregate(records).items()}
+        self.global_batch = config.batch_size * self.acc.num_processes * config.grad_accum
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
-
-        cfg, acc = self.cfg, self.acc
-        policy = load_policy(cfg.model, seed=cfg.seed)
-        if cfg.lora.enabled:
-            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.seed)
-            reference = None  # the adapter-disabled policy
-        else:
-            reference = frozen_copy(policy)
-        if cfg.precompute_ref:
-            self._reference_logps(policy, reference)
-            if reference is not None:
-                reference = None if self._all_have_ref() else reference
-        if reference is not None:
-            reference.to(acc.device)
-
-        world = cfg.batch_size * acc.num_processes * cfg.grad_accum
-        steps_per_epoch = len(self.inputs.train) // world
-        total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-        opt, sched = self._optimizer_and_schedule(policy, total)
-        policy, opt, sched = acc.prepare(policy, opt, sched)
-        policy.train()
-
-        start, state = 0, {"skipped_steps": 0, "bad_streak": 0}
-        if self.inputs.resume_from is not None:
-            try:
-                acc.load_state(str(self.inputs.resume_from))
-            except (OSError, RuntimeError, ValueError, KeyError) as exc:
-                raise InputError(
-                    f"option resume: checkpoint {self.inputs.resume_from} cannot be loaded "
-                    f"({str(exc).splitlines()[0][:200]}); resume from another one or start over with --resume never --overwrite"
-                ) from None
-            state.update(ckpt.read_state(self.inputs.resume_from))
-            start = state["step"]
-        log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
-        log.truncate_after(start)
-        if acc.is_main_process:
-            save_config(cfg, self.run_dir / "config.yaml")
-        if cfg.trackers:
-            acc.init_trackers(self.run_dir.name, config={"seed": cfg.seed})
-        unwrapped = acc.unwrap_model(policy)
-        if acc.is_main_process:
-            _call(self.callbacks, "on_train_begin", unwrapped, self.tok)
-        if start == 0:
-            self._evaluate(0, policy, reference, log)
-
-        bar = tqdm(total=total, initial=start, desc="train", disable=not self._bars(), dynamic_ncols=True)
-        history, it, it_epoch = [], None, None
-        for step in range(start, total):
-            epoch, pos = divmod(step, steps_per_epoch)
-            if it_epoch != epoch:
-                it, it_epoch = self._loader(epoch, skip=pos * cfg.grad_accum if step == start else 0), epoch
-            t0 = time.perf_counter()
-            records, tokens, finite = [], 0, True
-            for micro in range(cfg.grad_accum):
-                batch = next(it)
-                sync = acc.no_sync(policy) if micro < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    out = self._objective(policy, reference, batch)
-                    finite &= bool(torch.isfinite(out.loss))
-                    acc.backward(out.loss / cfg.grad_accum)
-                records.append(out.metrics)
-                tokens += _batch_tokens(batch)
-            norm = acc.clip_grad_norm_(policy.parameters(), cfg.optim.max_grad_norm or float("inf"))
-            finite &= bool(torch.isfinite(torch.as_tensor(norm)))
-            finite = bool(acc.reduce(torch.tensor(float(finite), device=acc.device), "min") > 0)
-            if finite:
-                opt.step()
-                state["bad_streak"] = 0
-            else:
-                state["skipped_steps"] += 1
-                state["bad_streak"] += 1
-            with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
-                warnings.simplefilter("ignore", UserWarning)
-                sched.step()
-            opt.zero_grad(set_to_none=True)
-            elapsed = time.perf_counter() - t0
+        """Set up, train from the first step not done yet up to the last, and finish."""
+        self.setup()
+        bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", disable=not self._bars(),
+                   dynamic_ncols=True)
+        for step in range(self.start_step, self.total_steps):
+            epoch = self._enter_epoch(step)
+            outcome = self.optimizer_step()
             done = step + 1
-
-            if done % cfg.log_every == 0 or done == total or not finite:
-                m = self._gather(aggregate(records))
-                m.update({"step": done, "epoch": done / steps_per_epoch, "lr": sched.get_last_lr()[0],
-                          "grad_norm": float(norm), "skipped_steps": state["skipped_steps"],
-                          "throughput/pairs_per_s": world / elapsed,
-                          "throughput/tokens_per_s": tokens * acc.num_processes / elapsed})
-                log.write(m)
-                history.append(m)
-                acc.log(m, step=done)
-                if acc.is_main_process:
-                    _call(self.callbacks, "on_log", done, m)
-                bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['rewards/accuracies']:.2f}",
-                                w=f"{m['weights/mean']:.3g}", ess=f"{m['weights/ess']:.2f}", refresh=False)
+            if done % self.cfg.log_every == 0 or done == self.total_steps or not outcome.finite:
+                self.log_step(done, outcome, bar)
             bar.update(1)
-            if state["bad_streak"] >= cfg.max_bad_steps:
-                path = ckpt.save_checkpoint(acc, self.run_dir, done, {**state, "epoch": epoch}, cfg.keep_last)
-                bar.close()
-                raise TrainingStopped(
-                    f"stopped at step {done}: {state['bad_streak']} consecutive steps with a non-finite loss or "
-                    f"gradient (checkpoint saved to {path}); lower the learning rate or check the data"
-                )
-            if cfg.save_every and done % cfg.save_every == 0 and done < total:
-                ckpt.save_checkpoint(acc, self.run_dir, done, {**state, "epoch": epoch}, cfg.keep_last)
-            if cfg.eval_every and done % cfg.eval_every == 0 and done < total:
-                self._evaluate(done, policy, reference, log)
+            self.after_step(done, epoch, bar)
         bar.close()
-        if start < total or start == 0:
-            self._evaluate(total, policy, reference, log)
-        final = self._save_final(policy)
-        result = TrainResult(self.run_dir, final, total, state["skipped_steps"], history)
-        if acc.is_main_process:
-            _call(self.callbacks, "on_train_end", result)
-        # the DDP wrapper must be gone before the process group is destroyed: a gloo group torn down
-        # under a live Reducer hangs in its destructor at exit
-        del policy, opt, sched, it
-        acc.free_memory()
-        acc.end_training()
-        return result
+        return self.finish()
 
-    def _all_have_ref(self) -> bool:
-        return all(e.ref_chosen_logps is not None for e in self.inputs.train + self.inputs.eval)
+    def optimizer_step(self) -> StepOutcome:
+        """`grad_accum` micro-batches forward and backward (gradients synchronised on the last one), clip,
+        then the optimizer step, skipped on every process when any of them saw a non-finite loss or gradient."""
+        cfg, acc = self.cfg, self.acc
+        started = time.perf_counter()
+        records, tokens, finite = [], 0, True
+        for micro in range(cfg.grad_accum):
+            batch = next(self.batches)
+            last = micro == cfg.grad_accum - 1
+            with contextlib.nullcontext() if last else acc.no_sync(self.policy):
+                out = self.objective(batch)
+                finite &= bool(torch.isfinite(out.loss))
+                acc.backward(out.loss / cfg.grad_accum)
+            records.append(out.metrics)
+            tokens += _batch_tokens(batch)
+        norm = acc.clip_grad_norm_(self.policy.parameters(), cfg.optim.max_grad_norm or float("inf"))
+        finite &= bool(torch.isfinite(torch.as_tensor(norm)))
+        finite = bool(acc.reduce(torch.tensor(float(finite), device=acc.device), "min") > 0)
+        if finite:
+            self.optimizer.step()
+        self._count_step(finite)
+        with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepOutcome(records, tokens, norm, finite, time.perf_counter() - started)
+
+    def objective(self, batch) -> ObjectiveOutput:
+        """The objective of one batch: the policy's log-probs (with gradient) against the reference's
+        (precomputed into the batch, or a no-grad forward)."""
+        policy = _pair_logps(self.policy, batch)
+        ref_chosen, ref_rejected = self._reference_of(batch)
+        return run_objective(
+            self.cfg.objective,
+            policy_chosen_logps=policy["chosen_logps"], policy_rejected_logps=policy["rejected_logps"],
+            ref_chosen_logps=ref_chosen, ref_rejected_logps=ref_rejected,
+            behavior_chosen_logps=batch.get("behavior_chosen_logps"),
+            behavior_rejected_logps=batch.get("behavior_rejected_logps"),
+            chosen_lengths=policy["chosen_lengths"], rejected_lengths=policy["rejected_lengths"],
+            user_weights=batch.get("weight"),
+        )
+
+    def _reference_of(self, batch):
+        """(chosen, rejected) reference log-probs of `batch`; without a reference model (LoRA) the policy
+        with its adapter disabled is the reference."""
+        if "ref_chosen_logps" in batch:
+            return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+        with torch.no_grad():
+            if self.reference is None:
+                model, adapter_off = self.policy, self.acc.unwrap_model(self.policy).disable_adapter()
+            else:
+                model, adapter_off = self.reference, contextlib.nullcontext()
+            with adapter_off:
+                ref = _pair_logps(model, batch)
+        return ref["chosen_logps"], ref["rejected_logps"]
+
+    def _count_step(self, finite: bool) -> None:
+        if finite:
+            self.trainer_state["bad_streak"] = 0
+        else:
+            self.trainer_state["skipped_steps"] += 1
+            self.trainer_state["bad_streak"] += 1
+
+    def _enter_epoch(self, step: int) -> int:
+        """The epoch of `step`; at its first step (or the step a run resumes at) a fresh iterator over its
+        batches, those already done skipped."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self.batches_epoch:
+            skip = position * self.cfg.grad_accum if step == self.start_step else 0
+            self.batches = epoch_batches(
+                self.acc, self.inputs.train, seed=self.cfg.seed, epoch=epoch, batch_size=self.cfg.batch_size,
+                collate_fn=self._collate, skip=skip,
+            )
+            self.batches_epoch = epoch
+        return epoch
+
+    # ---- logging, checkpoints, evaluation -----------------------------------------------------
+    def log_step(self, step: int, outcome: StepOutcome, bar) -> None:
+        """Write the metrics of step `step` (averaged over micro-batches and processes) to `metrics.jsonl`,
+        the trackers, the history and the `on_log` hook."""
+        acc = self.acc
+        metrics = self._gather(aggregate(outcome.records))
+        metrics.update({
+            "step": step, "epoch": step / self.steps_per_epoch, "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(outcome.grad_norm), "skipped_steps": self.trainer_state["skipped_steps"],
+            "throughput/pairs_per_s": self.global_batch / outcome.seconds,
+            "throughput/tokens_per_s": outcome.tokens * acc.num_processes / outcome.seconds,
+        })
+        self.log.write(metrics)
+        self.history.append(metrics)
+        acc.log(metrics, step=step)
+        if acc.is_main_process:
+            call_hook(self.callbacks, "on_log", step, metrics)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['rewards/accuracies']:.2f}",
+                        w=f"{metrics['weights/mean']:.3g}", ess=f"{metrics['weights/ess']:.2f}", refresh=False)
+
+    def after_step(self, step: int, epoch: int, bar) -> None:
+        """Stop after too many non-finite steps in a row (checkpoint first); else checkpoint and evaluate
+        when due (the last step's are left to `finish`)."""
+        cfg = self.cfg
+        if self.trainer_state["bad_streak"] >= cfg.max_bad_steps:
+            path = self.save_checkpoint(step, epoch)
+            bar.close()
+            raise TrainingStopped(
+                f"stopped at step {step}: {self.trainer_state['bad_streak']} consecutive steps with a non-finite "
+                f"loss or gradient (checkpoint saved to {path}); lower the learning rate or check the data"
+            )
+        if cfg.save_every and step % cfg.save_every == 0 and step < self.total_steps:
+            self.save_checkpoint(step, epoch)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
+            self.evaluate(step)
+
+    def save_checkpoint(self, step: int, epoch: int) -> Path:
+        """`checkpoints/step-N/`: accelerate's state plus the trainer's counters and epoch (atomic)."""
+        state = {**self.trainer_state, "epoch": epoch}
+        return ckpt.save_checkpoint(self.acc, self.run_dir, step, state, self.cfg.keep_last)
+
+    def evaluate(self, step: int) -> None:
+        """Held-out preference metrics (`eval/` keys, logged) and the `on_eval` hook, then a barrier."""
+        metrics = self._held_out()
+        if metrics:
+            self.log.write({"step": step, **metrics})
+            self.acc.log(metrics, step=step)
+        if self.acc.is_main_process and has_hook(self.callbacks, "on_eval"):
+            model = self.acc.unwrap_model(self.policy)
+            model.eval()
+            call_hook(self.callbacks, "on_eval", step, model, self.tok)
+            model.train()
+        self.acc.wait_for_everyone()
+
+    @torch.no_grad()
+    def _held_out(self) -> dict:
+        """Preference accuracy and margins on the eval pairs (`eval/` metric keys)."""
+        if not self.inputs.eval:
+            return {}
+        self.policy.eval()
+        records = []
+        size = self.cfg.eval_batch_size
+        for start in range(0, len(self.inputs.eval), size):
+            batch = self._collate(self.inputs.eval[start : start + size])
+            batch = {k: v.to(self.acc.device) for k, v in batch.items()}
+            records.append(self.objective(batch).metrics)
+        self.policy.train()
+        return {f"eval/{k}": v for k, v in aggregate(records).items()}
 
     def _gather(self, metrics: dict) -> dict:
+        """`metrics` averaged over processes (min / max for `*/min` / `*/max`)."""
         if self.acc.num_processes == 1:
             return metrics
         keys = sorted(metrics)
         values = self.acc.gather(torch.tensor([metrics[k] for k in keys], device=self.acc.device).unsqueeze(0))
         return aggregate([dict(zip(keys, row.tolist())) for row in values])
 
-    def _evaluate(self, step, policy, reference, log):
-        m = self._held_out(policy, reference)
-        if m:
-            log.write({"step": step, **m})
-            self.acc.log(m, step=step)
-        if self.acc.is_main_process and any(hasattr(cb, "on_eval") for cb in self.callbacks):
-            model = self.acc.unwrap_model(policy)
-            model.eval()
-            _call(self.callbacks, "on_eval", step, model, self.tok)
-            model.train()
-        self.acc.wait_for_everyone()
-
-    def _save_final(self, policy) -> Path:
-        """`final/`: a plain transformers model (LoRA merged; the adapter alone in `final/adapter`)."""
-        import shutil
-
-        acc = self.acc
-        final, tmp = self.run_dir / "final", self.run_dir / "final.tmp"
-        acc.wait_for_everyone()
-        state_dict = acc.get_state_dict(policy)
+    # ---- set-up -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Models, reference log-probs, optimizer and schedule, resume state, run log and config, the
+        `on_train_begin` hook, and the step-0 evaluation of a fresh run."""
+        cfg, acc = self.cfg, self.acc
+        self._load_models()
+        self.steps_per_epoch = len(self.inputs.train) // self.global_batch
+        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
+        optimizer, scheduler = optimizer_and_schedule(self.policy, cfg.optim, self.total_steps)
+        self.policy, self.optimizer, self.scheduler = acc.prepare(self.policy, optimizer, scheduler)
+        self.policy.train()
+        self._resume()
+        self.batches, self.batches_epoch = None, None
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
+        self.log.truncate_after(self.start_step)
         if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            model = acc.unwrap_model(policy)
-            if self.cfg.lora.enabled:
-                model.save_pretrained(tmp / "adapter")
-                model = model.merge_and_unload()
-                state_dict = None
-            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-            self.tok.save_pretrained(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-        acc.wait_for_everyone()
-        return final
+            save_config(cfg, self.run_dir / "config.yaml")
+        if cfg.trackers:
+            acc.init_trackers(self.run_dir.name, config={"seed": cfg.seed})
+        if acc.is_main_process:
+            call_hook(self.callbacks, "on_train_begin", acc.unwrap_model(self.policy), self.tok)
+        if self.start_step == 0:
+            self.evaluate(0)
+
+    def _load_models(self) -> None:
+        """The policy (with its LoRA adapter) and the frozen reference: none under LoRA (the policy with
+        its adapter disabled), none once every example carries precomputed reference log-probs."""
+        cfg = self.cfg
+        policy = load_policy(cfg.model, seed=cfg.seed)
+        if cfg.lora.enabled:
+            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.seed)
+            reference = None
+        else:
+            reference = frozen_copy(policy)
+        if cfg.precompute_ref:
+            self._precompute_reference_logps(policy, reference)
+            if reference is not None and self._all_have_ref():
+                reference = None
+        if reference is not None:
+            reference.to(self.acc.device)
+        self.policy, self.reference = policy, reference
+
+    def _precompute_reference_logps(self, policy, reference) -> None:
+        """Reference log-probs of the train and eval examples, computed once (or read from the cache) and
+        stored on the examples."""
+        for examples in (self.inputs.train, self.inputs.eval):
+            if not examples or all(e.ref_chosen_logps is not None for e in examples):
+                continue
+            model = reference if reference is not None else policy
+            adapter_off = policy.disable_adapter() if reference is None else contextlib.nullcontext()
+            bar = tqdm(total=len(examples), desc="reference log-probs", disable=not self._bars(), leave=False)
+            with self.acc.main_process_first(), adapter_off:
+                chosen, rejected, _ = cached_reference_logps(
+                    model.to(self.acc.device), examples, cache_dir=self.inputs.ref_cache_dir,
+                    model_id=self.inputs.model_id, pad_token_id=self.pad, batch_size=self.cfg.eval_batch_size,
+                    progress=bar, prompt_sharing=self.shared_prompt,
+                )
+            bar.close()
+            attach_reference_logps(examples, chosen, rejected)
+
+    def _resume(self) -> None:
+        """Start at step 0, or load the checkpoint to resume from (model, optimizer, schedule, RNG) and its
+        counters."""
+        self.start_step = 0
+        self.trainer_state = {"skipped_steps": 0, "bad_streak": 0}
+        path = self.inputs.resume_from
+        if path is None:
+            return
+        try:
+            self.acc.load_state(str(path))
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise InputError(
+                f"option resume: checkpoint {path} cannot be loaded ({str(exc).splitlines()[0][:200]}); "
+                "resume from another one or start over with --resume never --overwrite"
+            ) from None
+        self.trainer_state.update(ckpt.read_state(path))
+        self.start_step = self.trainer_state["step"]
+
+    # ---- the end ------------------------------------------------------------------------------
+    def finish(self) -> TrainResult:
+        """The last evaluation, `final/`, the `on_train_end` hook; then Accelerate's resources are freed."""
+        acc = self.acc
+        if self.start_step < self.total_steps or self.start_step == 0:
+            self.evaluate(self.total_steps)
+        final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled)
+        result = TrainResult(self.run_dir, final, self.total_steps, self.trainer_state["skipped_steps"], self.history)
+        if acc.is_main_process:
+            call_hook(self.callbacks, "on_train_end", result)
+        # the DDP wrapper must be gone before the process group is destroyed: a gloo group torn down
+        # under a live Reducer hangs in its destructor at exit
+        self.policy = self.optimizer = self.scheduler = self.batches = None
+        acc.free_memory()
+        acc.end_training()
+        return result
+
+    # ---- small helpers ------------------------------------------------------------------------
+    def _collate(self, examples):
+        return collate_shared(examples, self.pad) if self.shared_prompt else collate(examples, self.pad)
+
+    def _bars(self) -> bool:
+        return self.cfg.progress and self.acc.is_local_main_process
+
+    def _all_have_ref(self) -> bool:
+        return all(e.ref_chosen_logps is not None for e in self.inputs.train + self.inputs.eval)
 
 
 def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
-    """Validate every input, then train. Raises `InputError` (nothing written) on bad input."""
-    from isdaa.training.runtime import set_threads
-
+    """Validate every input, then train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
+    Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps."""
     set_threads(config.num_threads)
     if not config.progress:
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()
     inputs = prepare_inputs(config)
     prepare_output_dir(config, inputs)

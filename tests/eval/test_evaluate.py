@@ -71,6 +71,27 @@ def test_from_paths_different_reference(tiny, tmp_path):
     assert res["n_samples"] == 12 and res["baseline_gold_mean"] is not None and res["win_rate"] is not None
 
 
+
+def test_policy_tokenizer_without_pad_token(tiny, tmp_path):
+    """The one pad rule: a tokenizer without a pad token is refused (naming pad_token) unless pad_token is set."""
+    model, tok = tiny
+    policy = tmp_path / "policy"
+    model.save_pretrained(policy)
+    nopad = word_tokenizer(WORDS)
+    nopad.pad_token = None
+    nopad.save_pretrained(policy)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "eval.json"
+    options = dict(policy=str(policy), prompts=str(prompts), n_samples=2, max_new_tokens=4, progress=False,
+                   num_threads=1, output=str(out))
+    with pytest.raises(InputError, match=r"^policy: .* has no pad token; set pad_token \(e\.g\. --pad_token"):
+        evaluate(EvalConfig(**options))
+    assert not out.exists()
+    res = evaluate(EvalConfig(pad_token=tok.eos_token, **options))
+    assert res["n_prompts"] == 3 and res["n_samples"] == 6 and res["length_mean"] > 0
+    assert json.loads(out.read_text())["config"]["pad_token"] == tok.eos_token
+
 def test_no_scorer_no_reference(tiny):
     model, tok = tiny
     cfg = EvalConfig(n_samples=2, max_new_tokens=4, progress=False, max_prompts=2)

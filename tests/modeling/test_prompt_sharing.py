@@ -248,7 +248,7 @@ def test_two_processes_with_sharing_match_one(tokenizer_dir, long_pairs, tmp_pat
 def test_benchmark_quick_smoke(tmp_path):
     """`benchmarks/train_throughput.py --quick` end to end (tiny shapes, 2 steps); needs trl (`.[bench]`)."""
     pytest.importorskip("trl")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
     out = subprocess.run(
         [sys.executable, str(script), "--quick", "--reps", "1", "--steps", "2", "--length-scale", "0.05", "--threads", "1",
          "--shape", "hh", "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "r.json")],

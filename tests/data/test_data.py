@@ -12,7 +12,7 @@ from isdaa.data import Example, check_tokenizer, collate, length, load_rows, tok
 from isdaa.errors import InputError
 from isdaa.modeling.tiny import word_tokenizer
 
-BAD = Path(__file__).parent / "bad_inputs"
+BAD = Path(__file__).resolve().parents[1] / "bad_inputs"
 CASES = json.loads((BAD / "cases.json").read_text())
 OPTIONS = json.loads((BAD / "options.json").read_text())
 WORDS = "the cat sat on a mat dog ran far away hello hi bye good bad one two three four five six".split()

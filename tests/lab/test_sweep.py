@@ -84,7 +84,7 @@ def test_pairs_labels_follow_bradley_terry(tiny_reference, tmp_path):
 
 
 def test_bad_method_key_is_an_input_error():
-    from isdaa.lab.sweep import resolve_methods, resolve_regimes
+    from isdaa.lab.regimes import resolve_methods, resolve_regimes
 
     with pytest.raises(InputError, match="did you mean 'weighting'"):
         resolve_methods([{"label": "x", "weigting": "is"}])
@@ -103,7 +103,7 @@ def test_bad_method_key_is_an_input_error():
 
 def test_packaged_configs_load():
     from isdaa.lab import load_lab_config
-    from isdaa.lab.sweep import resolve_methods, resolve_regimes
+    from isdaa.lab.regimes import resolve_methods, resolve_regimes
 
     for demo in (False, True):
         cfg = load_lab_config(demo=demo)
@@ -111,13 +111,6 @@ def test_packaged_configs_load():
         resolve_regimes(cfg.regimes)
     demo = load_lab_config(demo=True)
     assert demo.betas == [0.01] and len(demo.seeds) >= 3
-
-
-def test_lab_help(capsys):
-    from isdaa.lab import lab_main
-
-    assert lab_main(["--help"], demo=True) == 0
-    assert "--world.p_stop" in capsys.readouterr().out
 
 
 def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):

@@ -10,9 +10,10 @@ import torch
 
 from isdaa.cli import main
 from isdaa.data import load_rows, tokenize_rows
+from isdaa.data.prompts import load_prompt_file
 from isdaa.errors import InputError
 from isdaa.generation import score_logps
-from isdaa.generation.pairs import bt_probability, generate_pairs, load_prompt_file, write_pairs
+from isdaa.generation.pairs import bt_probability, generate_pairs, write_pairs
 from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 WORDS = [f"w{i}" for i in range(30)] + ["good", "bad"]

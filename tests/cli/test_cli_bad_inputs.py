@@ -27,9 +27,9 @@ import pytest
 from conftest import TINY_INIT, WORDS, make_pairs, write_jsonl
 from isdaa.cli import main
 
-HERE = Path(__file__).parent
-BAD = HERE / "bad_inputs"
-BAD_CONFIG = HERE / "bad_config"
+TESTS = Path(__file__).resolve().parents[1]  # shared with tests/data/test_data.py, test_security.py
+BAD = TESTS / "bad_inputs"
+BAD_CONFIG = TESTS / "bad_config"
 CASES = json.loads((BAD / "cases.json").read_text())
 OPTIONS = json.loads((BAD / "options.json").read_text())
 INIT = dict(TINY_INIT, vocab_size=len(WORDS) + 8)

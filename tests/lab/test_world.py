@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from isdaa.lab.preference_data import bt_labels, bt_probability
+from isdaa.generation.pairs import bt_probability
+from isdaa.lab.preference_data import bt_labels
 from isdaa.lab.world import TOPICS, World, WorldParams, lab_scorer
 
 

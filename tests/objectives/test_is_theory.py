@@ -18,6 +18,7 @@ import torch
 
 from isdaa.objectives import importance_weights, preference_loss
 
+
 D = torch.float64
 K = 6
 TOL = 1e-10

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
+import isdaa.training.objective as objective_mod
 import isdaa.training.trainer as trainer_mod
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.runlog import read_metrics
@@ -37,7 +38,7 @@ def fresh_accelerate_state():
 @pytest.fixture
 def objective_spy(monkeypatch):
     seen = []
-    real = trainer_mod.daa_objective
+    real = objective_mod.daa_objective
 
     def spy(**kw):
         out = real(**kw)
@@ -48,7 +49,7 @@ def objective_spy(monkeypatch):
         })
         return out
 
-    monkeypatch.setattr(trainer_mod, "daa_objective", spy)
+    monkeypatch.setattr(objective_mod, "daa_objective", spy)
     return seen
 
 

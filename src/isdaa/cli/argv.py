@@ -1,0 +1,73 @@
+"""Reading a command's argv: `--config FILE`, dotted overrides (`--objective.beta 0.01`, `--key=value`, a bare
+`--flag` = true) and the short aliases of DESIGN.md (`--beta 0.01` == `--objective.beta 0.01`)."""
+
+from __future__ import annotations
+
+from isdaa.errors import InputError
+
+# Short flags accepted on the command line (DESIGN.md): --beta 0.01 == --objective.beta 0.01
+ALIASES = {
+    "loss": "objective.loss",
+    "beta": "objective.beta",
+    "weighting": "objective.weighting",
+    "is_eps": "objective.is_eps",
+    "sft_eta": "objective.sft_eta",
+    "lr": "optim.lr",
+    "model": "model.name_or_path",
+    "train_file": "data.train_file",
+    "eval_file": "data.eval_file",
+    "max_length": "data.max_length",
+    "max_prompt_length": "data.max_prompt_length",
+    "lora": "lora.enabled",
+}
+
+
+def wants_help(args: list[str]) -> bool:
+    """`-h` or `--help` anywhere among the command's arguments."""
+    return "-h" in args or "--help" in args
+
+
+def split_config(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the `--config FILE` path or None, the other arguments)."""
+    path, rest, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--config":
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise InputError("option --config: expected a YAML file path")
+            path, i = args[i + 1], i + 2
+        elif args[i].startswith("--config="):
+            path, i = args[i].split("=", 1)[1], i + 1
+        else:
+            rest.append(args[i])
+            i += 1
+    return path, rest
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+    """`["--objective.beta", "0.1", "--loss=ipo", "--lora"]` -> [("objective.beta", "0.1"), ...].
+
+    A flag with no value (followed by another flag or nothing) means `true`."""
+    pairs = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise InputError(f"unexpected argument {arg!r}: options look like --key value or --key=value")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = args[i + 1]
+            i += 2
+        else:
+            value, i = "true", i + 1
+        key = key.replace("-", "_")
+        pairs.append((ALIASES.get(key, key), value))
+    return pairs
+
+
+def config_args(args: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
+    """(YAML path or None, dotted overrides): what `load_config(cls, path, overrides)` takes."""
+    path, rest = split_config(args)
+    return path, parse_overrides(rest)

@@ -1,0 +1,222 @@
+"""The lab's files: `results.csv` (one row per run × evaluation), the plots and `report.md`, all computed from
+the recorded runs (`isdaa.lab.summary` for the numbers, `isdaa.lab.verdict` for the generated text);
+`rebuild` regenerates them from a saved `results.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
+from isdaa.eval.stats import t_quantile
+from isdaa.lab.regimes import regime_steps
+from isdaa.lab.summary import group_runs, mean_curve, summarize
+from isdaa.lab.verdict import dpo_label, fmt, frontier_table, mechanism_table, results_table, verdict
+
+__all__ = ["CSV_COLUMNS", "write_csv", "write_plots", "write_report", "write_outputs", "rebuild"]
+
+CSV_COLUMNS = ["regime", "method", "beta", "seed", "step", "gold", "gold_se", "kl_k1", "kl_k1_se", "kl_k3",
+               "kl_k3_se", "sqrt_kl", "length", "finished", "target_hits", "target_repeats", "off_vocab",
+               "ess_min_so_far", "ess_min", "ess_mean", "w_mean", "w_min", "w_max", "clipped_frac", "raw_log_w_mean",
+               "train_acc", "logps_chosen", "logps_rejected", "train_loss", "seconds", "status"]
+
+# (eval key, y label, log scale, horizontal line at the reference's gold) of the over-steps plots
+OVER_STEPS = (("gold", "gold reward", False, True), ("kl_k3", "KL (k3, nats)", True, False),
+              ("ess_mean", "mean batch ESS (between evaluations)", False, False),
+              ("ess_min", "min batch ESS (between evaluations)", False, False),
+              ("length", "response length (words)", False, False))
+
+
+def write_csv(results: dict, path: Path) -> Path:
+    """`results.csv`: one row per run × evaluation (`CSV_COLUMNS`)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for run in results["runs"]:
+            for ev in run["evals"]:
+                w.writerow({**{k: run[k] for k in ("regime", "method", "beta", "seed", "status")}, **ev})
+    return path
+
+
+# ------------------------------------------------------------------------------------------ plots
+def _frontier_plot(by_method: dict, path: Path, ref_gold: float, title: str) -> Path | None:
+    """Gold vs √KL of each method's seed-mean curve with its 95% t-CI; None when no curve has two points."""
+    curves = {}
+    for label, runs in by_method.items():
+        steps, gm, gse = mean_curve(runs, "gold")
+        _, km, _ = mean_curve(runs, "kl_k3")
+        if len(gm) < 2:
+            continue
+        lo, hi = ci_bounds(gm, gse, z=t_quantile(len(runs)))
+        curves[label] = (np.sqrt(np.maximum(km, 0)).tolist(), gm, lo, hi)
+    if not curves:
+        return None
+    n_seeds = max(len(r) for r in by_method.values())
+    return plot_frontier(curves, path, ref_gold=ref_gold, fit="rl",
+                         title=f"{title}: mean of {n_seeds} seeds, 95% t-CI; dotted: Gao RL fit")
+
+
+def _over_steps_plot(by_method: dict, key: str, path: Path, ylabel: str, **kwargs) -> Path | None:
+    """`key` vs training step, seed mean with its 95% t-CI (KL: a log axis, no band); None without data."""
+    series = {}
+    for label, runs in by_method.items():
+        steps, m, se = mean_curve(runs, key)
+        if key == "kl_k3":
+            m = [max(x, 1e-4) for x in m]
+            se = [math.nan] * len(m)
+        if m:
+            lo, hi = ci_bounds(m, se, z=t_quantile(len(runs)))
+            series[label] = (steps, m, lo, hi)
+    return plot_over_steps(series, path, ylabel, **kwargs) if series else None
+
+
+def write_plots(results: dict, summary: dict, out: Path) -> list[Path]:
+    """`frontier_<regime>_beta<β>.png` and `over_steps_<key>_<regime>_beta<β>.png`; returns the paths written."""
+    ref_gold = results["reference_gold"]["gold"]
+    paths = []
+    for regime, by_beta in group_runs(results).items():
+        for beta, by_method in by_beta.items():
+            tag = f"{regime}_beta{beta:g}"
+            paths.append(_frontier_plot(by_method, out / f"frontier_{tag}.png", ref_gold, f"{regime}, beta={beta:g}"))
+            for key, ylabel, logy, at_ref in OVER_STEPS:
+                paths.append(_over_steps_plot(by_method, key, out / f"over_steps_{key}_{tag}.png", ylabel, logy=logy,
+                                              hline=ref_gold if at_ref else None,
+                                              title=f"{ylabel}, {regime}, beta={beta:g}"))
+    return [p for p in paths if p is not None]
+
+
+# ------------------------------------------------------------------------------------------ report.md
+WHY = """**Why over-optimization happens here.** Near the data (reference samples: about 3 words, rarely a
+repeated target, never beyond 12 words) the gold reward grows with the number of target words, and longer
+responses hold more of them, so the Bradley–Terry labels reward target words and length almost linearly. The
+penalties act on features the data hardly cover (repeated targets, more than 12 words), and nothing in the data
+constrains tokens that never occur in a response at all (the prompt's own words, the special tokens). A DAA
+fits its implicit reward β·log π/π_ref by pushing the likelihood of the data's responses around — and with a
+small β and many passes over few pairs it keeps going long after the pairs are separated: both the chosen and
+the rejected responses lose likelihood, and the freed mass lands on responses outside the data's support
+(longer, repeating targets, then tokens no response ever contained). The gold reward first rises (more target
+words), then falls (repetition, length, off-support words) while the KL to the reference keeps growing. The
+table "What the policy looks like" below shows the measured mix."""
+
+MECHANISM_NOTE = ("Off-support tokens: generated tokens outside the base distribution's 48 topic words (prompt "
+                  "words, special tokens) — responses the data never contain (see the reference row). "
+                  "\"No EOS by 17 tokens\": samples cut at the length limit.")
+
+FILES_NOTE = ("`results.json` (everything, incl. every evaluation), `results.csv` (one row per run × evaluation), "
+              "`reference/` (the SFT reference + tokenizer), `pairs/` (TRL JSONL with behaviour log-probs), "
+              "`eval_prompts.txt`, `runs/` (each run's config.yaml and metrics.jsonl).")
+
+
+def _reference_section(results: dict) -> list[str]:
+    ref = results["reference"]
+    rg = results["reference_gold"]
+    lines = [
+        "## Reference and data", "",
+        f"- Reference: tiny Llama (hidden {ref['hidden_size']}, {ref['num_layers']} layers) fitted by plain SFT "
+        f"({ref['steps']} steps × {ref['batch_size']} fresh base samples): KL(base‖ref) = {ref['kl_base_ref']:.3f} ± "
+        f"{ref['kl_base_ref_se']:.3f} nats per response ({ref['kl_base_ref_per_token']:.4f} per token; base entropy "
+        f"{ref['base_entropy']:.2f} nats).",
+        f"- Reference gold reward on the held-out prompts: {rg['gold']:.3f} ± {rg['gold_se']:.3f} ({rg['n']} samples; "
+        f"the base distribution's: {rg['base_gold']:.3f}); mean length {rg['length']:.2f} words. "
+        f"A run **collapses** when its final gold is below {rg['gold']:.3f}.",
+    ]
+    for seed, st in list(results["pairs"].items())[:1]:
+        lines.append(
+            f"- Pairs (seed {seed}; each training seed has its own pair set): {st['n_pairs']} pairs, Bradley–Terry labels "
+            f"at temperature {st['label_temperature']}; gold chosen {st['gold_chosen']:.2f} vs rejected "
+            f"{st['gold_rejected']:.2f}; length chosen {st['length_chosen']:.2f} vs rejected {st['length_rejected']:.2f}; "
+            f"{100 * st['ties']:.0f}% ties in gold; labels agree with the gold reward on {100 * st['agreement']:.1f}% of "
+            f"the others (BT expects {100 * st['expected_agreement']:.1f}%)."
+        )
+    return lines
+
+
+def _protocol_section(results: dict) -> list[str]:
+    lines = ["", "## Protocol", "",
+             "| regime | pairs | steps | lr | batch | eval every |", "| --- | --- | --- | --- | --- | --- |"]
+    for reg in results["regimes"]:
+        lines.append(f"| {reg['name']} | {reg['n_pairs']} | {regime_steps(reg)} | {reg['lr']:g} | {reg['batch_size']} | "
+                     f"{reg['eval_every']} |")
+    lines += ["", "AdamW, cosine schedule to 0.1·lr, gradient clip 1.0, all through `isdaa.train`. Evaluation: "
+              f"{results['config']['eval_samples']} samples per held-out prompt at temperature 1 (no top-p), KL = k3 "
+              "estimator (k1 in results.csv). Methods:", ""]
+    for m in results["methods"]:
+        lines.append(f"- **{m['label']}**: {', '.join(f'{k}={v}' for k, v in m['overrides'].items()) or 'defaults'}")
+    return lines + [""]
+
+
+def _block_section(results: dict, regime: str, beta: float, block: dict, main: bool) -> list[str]:
+    """One regime and β: the tables, and for the report's β the verdict and DPO's policy."""
+    ref_gold = results["reference_gold"]["gold"]
+    lines = [f"## {'Results' if main else 'Also'}: {regime}, β = {beta:g}", ""]
+    why = block.get("budget_rule", "")
+    lines += [f"Seed means ± SE over seeds. KL in nats (k3). The frontier column interpolates every run's curve "
+              f"(gold vs √KL, where it first reaches it; seeds that never do are left out and counted) at "
+              f"√KL = {fmt(block['budget_sqrt_kl'])}, i.e. KL = "
+              f"{fmt(block['budget_sqrt_kl'] ** 2, 1)} ({why}). \"best gold\" is an oracle early stop (the "
+              f"checkpoint picked with the gold reward); \"gain given back\" = (peak − final)/(peak − start) of the "
+              f"seed-mean curve; \"collapsed\" = final gold below the reference's {ref_gold:.3f}; ESS = "
+              f"(Σw)²/(n·Σw²) per batch of n pairs (1/n = one pair carries the batch).", ""]
+    lines += results_table(block) + [""]
+    lines += [f"Frontier: gold where the run's √KL first reaches each value (seed mean; n/a: no seed gets "
+              f"there; (k) = only k seeds do).", ""] + frontier_table(block) + [""]
+    if not main:
+        return lines
+    lines += ["### Verdict (generated from the numbers above)", ""] + verdict(results, block) + [""]
+    dpo = dpo_label(results["methods"])
+    mech = mechanism_table(results, regime, beta, dpo) if dpo else []
+    if mech:
+        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + mech + ["", MECHANISM_NOTE, ""]
+    return lines
+
+
+def write_report(results: dict, summary: dict, out: Path, plots: list[Path]) -> Path:
+    """`report.md`: the world, the reference and data, the protocol, the results with their verdict, figures."""
+    cfg = results["config"]
+    report_beta = float(cfg["report_beta"])
+    wall = results.get("wall_seconds")
+    lines = ["# isdaa lab report", ""]
+    lines += [f"{len(results['runs'])} runs; wall time {wall / 60:.1f} min with {cfg['workers']} worker process(es)."
+              if wall else "", ""]
+    lines += ["## The world", "", results["world"], "", WHY, ""]
+    lines += _reference_section(results) + _protocol_section(results)
+    for regime, by_beta in summary.items():
+        for beta in sorted(by_beta, key=lambda b: (b != report_beta, b)):
+            lines += _block_section(results, regime, beta, by_beta[beta], beta == report_beta)
+    lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "## Files", "", FILES_NOTE]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ all of them
+def write_outputs(results: dict, out: Path) -> Path:
+    """results.csv, plots, report.md; adds `summary` to `results`. Returns the report's path."""
+    out = Path(out)
+    write_csv(results, out / "results.csv")
+    summary = summarize(results)
+    plots = write_plots(results, summary, out)
+    results["summary"] = {
+        regime: {str(beta): {"budget_sqrt_kl": b["budget_sqrt_kl"], "budget_rule": b.get("budget_rule"),
+                             "methods": {k: {kk: vv for kk, vv in v.items()} for k, v in b["methods"].items()}}
+                 for beta, b in by_beta.items()}
+        for regime, by_beta in summary.items()
+    }
+    return write_report(results, summary, out, plots)
+
+
+def rebuild(out_dir) -> Path:
+    """Regenerate results.csv, the plots and report.md from `<out_dir>/results.json` (e.g. after editing
+    the report code, or to re-judge at another `common_sqrt_kl`)."""
+    out = Path(out_dir)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results.pop("summary", None)
+    for run in results["runs"]:  # JSON turned the float keys into floats already; keep beta a float
+        run["beta"] = float(run["beta"])
+    return write_outputs(results, out)
