@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isdaa.data import Example, check_tokenizer, collate, length, load_rows, tokenize_rows, validate_rows
+from isdaa.data import Example, collate, length, load_rows, tokenize_rows, validate_rows
 from isdaa.errors import InputError
 from isdaa.modeling.tiny import word_tokenizer
 
@@ -245,22 +245,11 @@ def test_every_row_dropped_is_an_error(tok):
         tokenize_rows(rows, tok, max_length=1, max_prompt_length=None)
 
 
-def test_check_tokenizer(tok):
-    check_tokenizer(tok, "tiny")
-    no_pad = word_tokenizer(WORDS)
-    no_pad.pad_token = None
-    with pytest.raises(InputError, match=r"^models/tiny: tokenizer has no pad token.*set pad_token in the tokenizer"):
-        check_tokenizer(no_pad, "models/tiny")
+def test_tokenize_rows_needs_eos():
     no_eos = word_tokenizer(WORDS)
     no_eos.eos_token = None
     with pytest.raises(InputError, match=r"tokenizer has no EOS token"):
-        check_tokenizer(no_eos, "models/tiny")
-    with pytest.raises(InputError, match=r"tokenizer has no EOS token"):
         tokenize_rows(ROWS, no_eos, max_length=16, max_prompt_length=8)
-
-
-# ---- collation ----
-
 
 def test_collate_by_hand():
     a = Example([5, 6], [7, 2], [8, 9, 2], ref_chosen_logps=-1.0, ref_rejected_logps=-2.0, weight=1.0)

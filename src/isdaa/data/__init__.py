@@ -11,7 +11,7 @@ Prompt files (eval's and `isdaa pairs`') and prompt tokenisation: `isdaa.data.pr
 
 from isdaa.data.collate import SHARED_KEYS, collate, collate_shared
 from isdaa.data.reading import load_rows
-from isdaa.data.tokenization import Example, check_tokenizer, length, tokenize_rows
+from isdaa.data.tokenization import Example, length, tokenize_rows
 from isdaa.data.validation import KNOWN_COLUMNS, LOGPS_COLUMNS, OPTIONAL_COLUMNS, validate_rows
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "LOGPS_COLUMNS",
     "OPTIONAL_COLUMNS",
     "SHARED_KEYS",
-    "check_tokenizer",
     "collate",
     "collate_shared",
     "length",

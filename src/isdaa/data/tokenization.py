@@ -49,25 +49,6 @@ def length(example: Example) -> int:
     return len(example.prompt_ids) + max(len(example.chosen_ids), len(example.rejected_ids))
 
 
-def check_tokenizer(tokenizer, path: str = "") -> None:
-    """Raise InputError unless `tokenizer` has the EOS and pad tokens training needs.
-
-    `path` names the tokenizer (or model) in the message. `tokenize_rows` itself needs only EOS;
-    the caller decides whether a missing pad token is fatal or filled in.
-    """
-    prefix = f"{path}: " if path else ""
-    if getattr(tokenizer, "eos_token_id", None) is None:
-        raise InputError(
-            f"{prefix}tokenizer has no EOS token (eos_token_id is None); expected one to end completions: "
-            "set eos_token in the tokenizer"
-        )
-    if getattr(tokenizer, "pad_token_id", None) is None:
-        raise InputError(
-            f"{prefix}tokenizer has no pad token (pad_token_id is None); "
-            "set pad_token in the tokenizer or `model.pad_token`"
-        )
-
-
 def tokenize_rows(
     rows: Sequence[dict],
     tokenizer,

@@ -3,9 +3,11 @@ Bradley–Terry preference pairs sampled from it, and sweeps of methods × β ×
 
 - `isdaa.lab.world`: the world (prompts, base distribution, gold reward) — `World`, `lab_scorer`.
 - `isdaa.lab.sft`: the reference policy (`train_reference`).
-- `isdaa.lab.preference_data`: preference pairs (`make_pairs`, `bt_probability`).
-- `isdaa.lab.sweep`: `run_lab(LabConfig)`; `isdaa.lab.evaluator`: the `LabEvaluator` callback.
-- `isdaa.lab.report`: summaries, plots, `report.md`.
+- `isdaa.lab.preference_data`: preference pairs (`make_pairs`), labelled with `generation.pairs.bt_probability`.
+- `isdaa.lab.regimes`: the default methods and regimes and their validation.
+- `isdaa.lab.evaluator`: the `LabEvaluator` training callback (gold, KL, weights at every evaluation).
+- `isdaa.lab.sweep`: `run_lab(LabConfig)` — world, reference, pairs, runs on a worker pool.
+- `isdaa.lab.summary` (numbers), `isdaa.lab.verdict` (text, tables), `isdaa.lab.outputs` (csv, plots, report.md).
 `isdaa lab --config lab.yaml` runs a sweep (default: `default.yaml` here); `isdaa demo` runs `demo.yaml`.
 """
 

@@ -14,7 +14,7 @@ import math
 
 from isdaa.config import ObjectiveConfig, TrainConfig, load_config
 from isdaa.errors import InputError
-from isdaa.objectives import LOSS_KINDS, WEIGHTINGS
+from isdaa.training.objective import check_objective
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_REGIMES", "REGIME_KEYS", "resolve_methods", "resolve_regimes",
            "regime_overrides", "regime_steps"]
@@ -60,14 +60,12 @@ def _check_method_keys(i: int, label: str, method: dict) -> None:
 
 
 def _check_method_values(i: int, label: str, method: dict) -> None:
-    """Types and values through the config machinery (with did-you-mean), then the loss and weighting names."""
-    obj = load_config(TrainConfig, None, {f"objective.{k}": v for k, v in method.items()}).objective
-    if obj.loss not in LOSS_KINDS:
-        raise InputError(f"option methods[{i}] ({label}): unknown loss {obj.loss!r}; expected one of "
-                         f"{', '.join(LOSS_KINDS)}")
-    if obj.weighting not in WEIGHTINGS:
-        raise InputError(f"option methods[{i}] ({label}): unknown weighting {obj.weighting!r}; expected one of "
-                         f"{', '.join(WEIGHTINGS)}")
+    """Types and values through the config machinery (with did-you-mean), then the objective's own dry run
+    (loss and weighting names, hyper-parameters: checked by `isdaa.objectives` alone)."""
+    try:
+        check_objective(load_config(TrainConfig, None, {f"objective.{k}": v for k, v in method.items()}).objective)
+    except InputError as exc:
+        raise InputError(f"option methods[{i}] ({label}): {str(exc).removeprefix('option ')}") from None
 
 
 def resolve_methods(methods: list) -> list[dict]:

@@ -10,15 +10,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from isdaa.config import TrainConfig
-from isdaa.data import check_tokenizer, load_rows, tokenize_rows
+from isdaa.data import load_rows, tokenize_rows
 from isdaa.errors import InputError
 from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
-from isdaa.objectives import ObjectiveArgumentError
 from isdaa.training import checkpoint as ckpt
-from isdaa.training.objective import config_field, run_objective
+from isdaa.training.objective import check_objective
 from isdaa.training.runtime import process_state
 
 RUN_OUTPUTS = ("checkpoints", "final", "metrics.jsonl", "config.yaml", "ref-cache")
@@ -40,23 +37,6 @@ class RunInputs:
     resume_from: Path | None = None
 
 
-def _check_objective(config: TrainConfig) -> None:
-    """Run the configured objective once on dummy log-probs: a bad loss name, weighting or hyper-parameter
-    (and any other argument the objective refuses) fails here, before the output directory exists."""
-    o = config.objective
-    logps = torch.tensor([-4.0, -6.0])
-    try:
-        run_objective(
-            o, policy_chosen_logps=logps, policy_rejected_logps=logps - 1, ref_chosen_logps=logps,
-            ref_rejected_logps=logps - 1, chosen_lengths=torch.tensor([2.0, 3.0]),
-            rejected_lengths=torch.tensor([3.0, 2.0]),
-        )
-    except ObjectiveArgumentError as exc:
-        raise InputError(f"option objective.{config_field(exc.argument)}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"option objective (loss '{o.loss}', objective.hparams {o.hparams}): {exc}") from None
-
-
 def _examples(path, tokenizer, cfg: TrainConfig):
     """The tokenised examples of a data file, and how many rows were dropped."""
     rows = load_rows(path, extra_columns=tuple(cfg.data.extra_columns))
@@ -69,7 +49,7 @@ def _examples(path, tokenizer, cfg: TrainConfig):
 def prepare_inputs(config: TrainConfig) -> RunInputs:
     """Check the config, the model source, the tokenizer and every data row; nothing is written.
     Raises `InputError` (one line naming the option or the row) on the first problem."""
-    _check_objective(config)
+    check_objective(config.objective)
     if config.data.train_file is None:
         raise InputError("option data.train_file: required (a .jsonl/.json/.parquet file or a datasets directory)")
     if config.data.max_prompt_length >= config.data.max_length:
@@ -82,7 +62,6 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     if config.lora.enabled:
         check_lora_targets(config.model, config.lora)
     tokenizer = load_tokenizer(config.model)
-    check_tokenizer(tokenizer, config.model.tokenizer or config.model.name_or_path)
     train, dropped = _examples(config.data.train_file, tokenizer, config)
     evals = _examples(config.data.eval_file, tokenizer, config)[0] if config.data.eval_file else []
     run_dir = Path(config.output_dir)
