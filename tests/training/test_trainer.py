@@ -139,7 +139,7 @@ class _InjectInf:
 
 
 def test_non_finite_steps_are_skipped_then_stop(tiny_config, tmp_path):
-    from isdaa.training.trainer import TrainingStopped
+    from isdaa.errors import TrainingStopped
 
     cfg = tiny_config(max_steps=6, output_dir=str(tmp_path / "skip"))
     result = isdaa.train(cfg, callbacks=[_InjectInf(2)])

@@ -8,22 +8,29 @@ error or a run stopped by non-finite steps, 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from isdaa.cli.commands import demo_command, eval_command, lab_command, pairs_command, train_command
-from isdaa.cli.help import USAGE
-from isdaa.cli.models import models_command
-from isdaa.errors import InputError
-from isdaa.training.trainer import TrainingStopped
+from isdaa.cli.argv import wants_help
+from isdaa.cli.help import CONFIG_COMMANDS, USAGE, config_help
+from isdaa.errors import InputError, TrainingStopped
 
+# command -> "module:function" (argv -> exit code). Imported when the command runs, so that a command loads
+# only its own layers and `isdaa --help` or a mistyped command answers at once, without torch or transformers.
 COMMANDS = {
-    "train": train_command,
-    "eval": eval_command,
-    "lab": lab_command,
-    "demo": demo_command,
-    "pairs": pairs_command,
-    "models": models_command,
+    "train": "isdaa.cli.train:train_command",
+    "eval": "isdaa.cli.eval:eval_command",
+    "lab": "isdaa.cli.lab:lab_command",
+    "demo": "isdaa.cli.lab:demo_command",
+    "pairs": "isdaa.cli.pairs:pairs_command",
+    "models": "isdaa.cli.models:models_command",
 }
+
+
+def command_function(command: str):
+    """The function that runs `command` (its module imported now)."""
+    module, function = COMMANDS[command].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command '{command}'; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
-        return COMMANDS[command](rest)
+        if command in CONFIG_COMMANDS and wants_help(rest):
+            print(config_help(command, *CONFIG_COMMANDS[command]))
+            return 0
+        return command_function(command)(rest)
     except InputError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

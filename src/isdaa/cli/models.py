@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from isdaa.cli.help import MODELS_USAGE
 from isdaa.errors import InputError
 from isdaa.modeling import prepare
+
+MODELS_USAGE = """usage: isdaa models <list | prepare NAME | path NAME> [--cache-dir DIR] [--force]
+
+  list           known models, and where each is prepared (if it is)
+  prepare NAME   convert NAME once into <cache>/models/ and print the directory (reused afterwards)
+  path NAME      print the directory NAME is (or would be) prepared in
+
+<cache> is --cache-dir, else $ISDAA_CACHE, else ~/.cache/isdaa. Models: """ + ", ".join(prepare.MODELS)
 
 
 class _Parser(argparse.ArgumentParser):

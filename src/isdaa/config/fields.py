@@ -8,10 +8,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 from collections.abc import Callable
 from typing import Any
-
-from accelerate.utils import LoggerType
 
 HELP = "help"
 CHECK = "check"
@@ -62,8 +61,17 @@ def one_of(*names: str) -> Check:
     return Check(", ".join(names[:-1]) + " or " + names[-1], lambda v: v in names)
 
 
+@functools.cache
+def _tracker_names() -> tuple[str, ...]:
+    """The names accelerate's `log_with` accepts."""
+    # lazy: accelerate loads torch; reading a config (or `isdaa --help`) should not, until a tracker is checked
+    from accelerate.utils import LoggerType
+
+    return tuple(t.value for t in LoggerType)
+
+
 def _tracker_message(key: str, value: list) -> str:
-    known = [t.value for t in LoggerType]
+    known = _tracker_names()
     bad = [t for t in value if t not in known]
     close = difflib.get_close_matches(str(bad[0]), known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -72,5 +80,4 @@ def _tracker_message(key: str, value: list) -> str:
 
 def known_trackers() -> Check:
     """Every entry is a tracker name accelerate's `log_with` accepts."""
-    known = [t.value for t in LoggerType]
-    return Check("names accelerate knows", lambda v: all(t in known for t in v), _tracker_message)
+    return Check("names accelerate knows", lambda v: all(t in _tracker_names() for t in v), _tracker_message)

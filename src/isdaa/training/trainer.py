@@ -23,7 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from isdaa.config import TrainConfig, save_config
 from isdaa.data import SHARED_KEYS, collate, collate_shared
-from isdaa.errors import InputError
+from isdaa.errors import InputError, TrainingStopped
 from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput
@@ -41,10 +41,6 @@ from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 # Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
 # on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
 MIN_SHARED_PROMPT_TOKENS = 64
-
-
-class TrainingStopped(RuntimeError):
-    """Raised after `max_bad_steps` consecutive non-finite steps (a checkpoint is saved first)."""
 
 
 @dataclass

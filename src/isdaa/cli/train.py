@@ -1,0 +1,14 @@
+"""`isdaa train [--config FILE] [--key value ...]`: a TrainConfig -> `isdaa.training.trainer.train`."""
+
+from __future__ import annotations
+
+from isdaa.cli.argv import config_args
+from isdaa.config import TrainConfig, load_config
+from isdaa.training.trainer import train
+
+
+def train_command(args: list[str]) -> int:
+    """`isdaa train [--config FILE] [--key value ...]` (its --help: `isdaa.cli.help.CONFIG_COMMANDS`)."""
+    result = train(load_config(TrainConfig, *config_args(args)))
+    print(f"isdaa: trained {result.steps} steps ({result.skipped_steps} skipped); final model in {result.final_dir}")
+    return 0
