@@ -44,12 +44,12 @@ def test_train_then_eval_through_the_cli(base_model_dir, pairs_file, tmp_path, c
 
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_help_lists_every_option_with_its_default(command, capsys):
-    from isdaa.config import EvalConfig, TrainConfig, describe
+    from isdaa.config import EvalConfig, TrainConfig, option_help
 
     assert main([command, "--help"]) == 0
     text = capsys.readouterr().out
-    for key, _, default in describe(TrainConfig if command == "train" else EvalConfig):
-        assert f"--{key} " in text and repr(default) in text, key
+    for row in option_help(TrainConfig if command == "train" else EvalConfig):
+        assert f"--{row.key} " in text and repr(row.default) in text, row.key
 
 
 def test_unknown_command_and_no_arguments(capsys):

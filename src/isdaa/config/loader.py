@@ -201,7 +201,3 @@ def option_help(cls, prefix: str = "") -> list[OptionHelp]:
         rows.append(OptionHelp(f"{prefix}{f.name}", _type_name(hints[f.name]), value, f.metadata.get(HELP, ""), rule))
     return rows
 
-
-def describe(cls) -> list[tuple[str, str, Any]]:
-    """(dotted key, type name, default) for every option of `cls`."""
-    return [(row.key, row.type, row.default) for row in option_help(cls)]
