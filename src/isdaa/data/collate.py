@@ -38,14 +38,12 @@ def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.T
         attention_mask[i, :n] = 1
         completion_mask[i, len(p) : n] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
-    for col in OPTIONAL_COLUMNS:
-        values = [getattr(ex, col) for ex in examples]
-        if all(v is not None for v in values):
-            batch[col] = torch.tensor(values, dtype=torch.float32)
+    batch.update(_optional_columns(examples))
     return batch
 
 
 def _optional_columns(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """Each optional column as a (B,) float tensor, for the columns every example has."""
     out = {}
     for col in OPTIONAL_COLUMNS:
         values = [getattr(ex, col) for ex in examples]
@@ -54,7 +52,9 @@ def _optional_columns(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _padded(seqs: list[list[int]], pad_token_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_ids(seqs: list[list[int]], pad_token_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), LongTensors (N, longest): each sequence left- or right-aligned, the rest `pad_token_id`
+    with mask 0; an empty sequence is all padding."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -83,9 +83,9 @@ def collate_shared(examples: Sequence[Example], pad_token_id: int) -> dict[str, 
         raise ValueError("collate_shared needs a pad_token_id (the tokenizer has no pad token)")
     if any(not ex.prompt_ids for ex in examples):
         raise ValueError("collate_shared needs a non-empty prompt in every example")
-    prompt_ids, prompt_mask = _padded([ex.prompt_ids for ex in examples], pad_token_id, left=True)
-    chosen_ids, chosen_mask = _padded([ex.chosen_ids for ex in examples], pad_token_id, left=False)
-    rejected_ids, rejected_mask = _padded([ex.rejected_ids for ex in examples], pad_token_id, left=False)
+    prompt_ids, prompt_mask = pad_ids([ex.prompt_ids for ex in examples], pad_token_id, left=True)
+    chosen_ids, chosen_mask = pad_ids([ex.chosen_ids for ex in examples], pad_token_id, left=False)
+    rejected_ids, rejected_mask = pad_ids([ex.rejected_ids for ex in examples], pad_token_id, left=False)
     batch = {
         "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
         "chosen_ids": chosen_ids, "chosen_mask": chosen_mask,

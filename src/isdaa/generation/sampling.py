@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from isdaa.data.collate import pad_ids
 from isdaa.modeling.logprobs import sequence_logps
 
 __all__ = ["Sample", "sample_completions", "score_logps", "eos_token_ids"]
@@ -68,17 +69,6 @@ def _fork_rng(device: torch.device):
     return torch.random.fork_rng(devices=[index], device_type=device.type)
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for k, r in enumerate(rows):
-        if r:
-            ids[k, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[k, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
-
-
 def sample_completions(
     model,
     tokenizer,
@@ -108,6 +98,7 @@ def sample_completions(
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     gen_config = _generation_config(temperature, top_p, max_new_tokens, eos, pad_id, output_scores)
+    eos_set = set(eos)
     jobs = [(i, j) for i in range(len(prompt_ids)) for j in range(n)]
     samples: list[Sample] = []
     was_training = model.training
@@ -120,9 +111,10 @@ def sample_completions(
             starts = range(0, len(jobs), batch_size)
             for start in tqdm(starts, desc="sampling", disable=not progress, leave=False):
                 chunk = jobs[start : start + batch_size]
-                ids, mask = _left_pad([prompt_ids[i] for i, _ in chunk], pad_id, device)
+                ids, mask = pad_ids([prompt_ids[i] for i, _ in chunk], pad_id, left=True)
+                ids, mask = ids.to(device), mask.to(device)
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config)
-                samples += _chunk_samples(tokenizer, chunk, out, ids.shape[1], set(eos), output_scores)
+                samples += _chunk_samples(tokenizer, chunk, out, ids.shape[1], eos_set, output_scores)
     finally:
         base.generation_config = saved_config
         model.train(was_training)
