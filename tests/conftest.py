@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from isdaa.modeling.tiny import word_tokenizer
+from isdaa.modeling.tiny import tiny_llama, word_tokenizer
 
 torch.set_num_threads(1)
 
@@ -37,6 +37,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def save_tiny_model(path: Path, seed: int = 0) -> Path:
+    """A tiny random Llama over WORDS and its word tokenizer, saved as a local model directory."""
+    tok = word_tokenizer(WORDS)
+    tiny_llama(len(tok), seed=seed).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tokenizer")
@@ -60,7 +68,7 @@ def tiny_config(tokenizer_dir, pairs_file, tmp_path):
             "num_threads": 1, "model.init": dict(TINY_INIT, vocab_size=len(WORDS) + 8),
             "model.tokenizer": str(tokenizer_dir), "data.train_file": str(pairs_file),
             "data.max_length": 32, "data.max_prompt_length": 16, "optim.lr": 1e-3, "optim.scheduler": "constant",
-            "objective.beta": 0.1,
+            "objective.beta": 0.1, "plots": False,  # figures are tested in tests/cli/test_plot.py
         }
         base.update(overrides)
         return load_config(TrainConfig, None, base)

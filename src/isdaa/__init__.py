@@ -9,11 +9,12 @@ __version__ = "0.1.0"
 
 
 def train(config, **kwargs):
-    """Train a policy with a (weighted) DAA objective; see `isdaa.training.trainer.train`."""
+    """Train a policy with a (weighted) DAA objective, with the config's in-run monitor and, at the end, its
+    plots; see `isdaa.eval.training_run.train_with_monitor` (the loop itself: `isdaa.training.trainer.train`)."""
     # lazy: `import isdaa.objectives` (pure torch) must not load transformers and accelerate through this façade
-    from isdaa.training.trainer import train as _train
+    from isdaa.eval.training_run import train_with_monitor
 
-    return _train(config, **kwargs)
+    return train_with_monitor(config, **kwargs)
 
 
 def evaluate(config, **kwargs):

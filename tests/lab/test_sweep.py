@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -150,5 +151,65 @@ def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
     assert "Verdict" in report and "IS-IPO two-sided" in report
     assert "summary" in results
     assert not (out / "runs" / "tiny" / "DPO" / "beta-0.1" / "seed-0" / "final").exists()  # keep_models off
+    # run again: the sweep resumes: the preparation and both finished runs are reused, the numbers are the same
+    again_lines = []
+    again = run_lab(cfg, progress=again_lines.append)
+    assert any("2 of 2 runs already done" in line for line in again_lines)
+    assert not any(line.startswith("reference:") for line in again_lines)  # no second SFT
+    assert [r["evals"] for r in again["runs"]] == [r["evals"] for r in saved["runs"]]
+    # report only: nothing runs, the report says it is interim when runs are missing
+    ipo = {"label": "IPO", "loss": "ipo"}
+    interim = run_lab(dataclasses.replace(cfg, methods=cfg.methods + [ipo], report_only=True), progress=None)
+    assert interim["missing_runs"] == 1 and len(interim["runs"]) == 2
+    assert "Interim report: 1 runs" in (out / "report.md").read_text()
+    # a third method: only it runs
+    more = dataclasses.replace(cfg, methods=cfg.methods + [{"label": "IPO", "loss": "ipo"}])
+    more_lines = []
+    assert len(run_lab(more, progress=more_lines.append)["runs"]) == 3
+    assert sum("seed=0" in line for line in more_lines) == 1
+    # a new regime over the same pairs: its pair files are cut from the saved pairs, only its runs run
+    regime = {"name": "tiny2", "n_pairs": 24, "max_steps": 2, "lr": 1e-3, "batch_size": 8, "eval_every": 2}
+    wider = dataclasses.replace(more, regimes=more.regimes + [regime])
+    assert len(run_lab(wider, progress=None)["runs"]) == 6
+    assert len((out / "pairs" / "tiny2-seed-0.jsonl").read_text().splitlines()) == 24
+    # other world settings in the same directory: refused unless overwrite
+    with pytest.raises(InputError, match="other world"):
+        run_lab(dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, p_stop=0.4)), progress=None)
+    (out / "prepared.json").unlink()  # not a lab directory any more: an ordinary non-empty directory
     with pytest.raises(InputError, match="not empty"):
         run_lab(cfg, progress=None)
+
+
+def test_a_worker_exits_when_its_sweep_is_killed(tmp_path):
+    """A sweep's worker watches its parent: when the sweep dies, the worker exits instead of training on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import multiprocessing as mp, os, sys, time\n"
+        "from isdaa.lab.sweep import exit_with_parent\n"
+        "def child(parent):\n"
+        "    exit_with_parent(parent, poll_seconds=0.1)\n"
+        "if __name__ == '__main__':\n"
+        "    p = mp.get_context('fork').Process(target=child, args=(os.getpid(),))\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive while its parent lives
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the worker outlived its sweep")

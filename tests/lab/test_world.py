@@ -118,3 +118,64 @@ def test_bradley_terry_labels_have_the_configured_noise(temperature):
         assert wins.mean() == pytest.approx(expected, abs=4 * se + 1e-9)
     with pytest.raises(ValueError):
         bt_probability(1.0, 0.0, 0.0)
+
+
+JUNK = dict(kind="junk", min_len=6, max_len=6, rep_penalty=0.0, junk_words=6, p_junk=0.01, junk_penalty=2.0)
+
+
+def test_junk_world_base_and_gold_follow_their_definitions():
+    world = World(WorldParams(**JUNK))
+    assert world.junk == ["um", "uh", "like", "basically", "literally", "whatever"]
+    assert world.vocabulary()[-6:] == world.junk  # the topics world's ids are unchanged (junk comes last)
+    assert World().vocabulary() == world.vocabulary()[:-6]
+    np.testing.assert_allclose(world.q.sum(1), 1.0)
+    k = world.topics.index("sea")
+    assert world.q[k, world.word_index["um"]] == pytest.approx(0.01 / 6)
+    ys = world.sample("sea today", 5000, np.random.default_rng(3))
+    assert {len(y) for y in ys} == {6}  # a fixed length
+    share_junk = np.mean([w in world.junk for y in ys for w in y])
+    assert share_junk == pytest.approx(0.01, abs=4 * math.sqrt(0.01 * 0.99 / 30000))
+    # exact log-probs: a fixed length has no stop factor; any other length is impossible
+    y = ["wave", "um", "cow", "cow", "tide", "wave"]
+    expected = sum(math.log(world.q[k, world.word_index[w]]) for w in y)
+    assert world.base_logp("sea today", y) == pytest.approx(expected)
+    assert world.base_logp("sea today", y[:5]) == -math.inf
+    # gold: distinct targets (repeats free with rep_penalty 0) minus 2 per junk word
+    assert world.gold_reward("sea today", y) == pytest.approx(2.0 - 2.0)
+    assert world.gold_reward("sea today", "wave wave wave ship um uh") == pytest.approx(2.0 - 4.0)
+
+
+def test_world_kinds_need_what_defines_them():
+    with pytest.raises(ValueError, match="junk"):
+        World(WorldParams(kind="junk"))
+    with pytest.raises(ValueError, match="behavior"):
+        World(WorldParams(kind="behavior"))
+    with pytest.raises(ValueError, match="min_len"):
+        World(WorldParams(min_len=7, max_len=6))
+
+
+def test_behavior_world_has_its_own_base_and_the_same_gold():
+    world = World(WorldParams(kind="behavior", behavior_p_target=0.2, behavior_p_stop=0.2))
+    mu = world.behavior_world()
+    assert World().behavior_world() is None
+    assert (mu.params.p_target, mu.params.p_stop) == (0.2, 0.2) and mu.vocabulary() == world.vocabulary()
+    y = "wave ship wave cow"
+    assert mu.gold_reward("sea now", y) == world.gold_reward("sea now", y) == World().gold_reward("sea now", y)
+    assert mu.base_logp("sea now", y) != world.base_logp("sea now", y)
+    assert "Behaviour policy" in world.describe() and "behaviour policy" in world.why()
+
+
+def test_min_len_shifts_the_geometric_length():
+    p = WorldParams(min_len=3, max_len=16)
+    world = World(p)
+    lengths = np.array([len(y) for y in world.sample("farm now", 20000, np.random.default_rng(4))])
+    expected = 3 + sum((1 - p.p_stop) ** i for i in range(1, 14))
+    assert lengths.min() == 3
+    assert lengths.mean() == pytest.approx(expected, abs=4 * lengths.std() / math.sqrt(len(lengths)))
+    # P(L = 3) = p_stop: the probabilities of all 3-word responses sum to it
+    total = sum(math.exp(world.base_logp("farm now", ["cow", "hay", w])) for w in world.words)
+    one = math.exp(world.base_logp("farm now", ["cow", "hay", "hay"])) / world.q[7, world.word_index["hay"]]
+    assert total == pytest.approx(one)  # sums over the last word: q sums to 1
+    assert math.exp(world.base_logp("farm now", ["cow", "hay", "tree"])) == pytest.approx(
+        world.q[7, world.word_index["cow"]] * world.q[7, world.word_index["hay"]] * world.q[7, world.word_index["tree"]]
+        * p.p_stop)

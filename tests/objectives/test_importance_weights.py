@@ -121,7 +121,8 @@ def test_unknown_mode_names_the_choices():
 
 
 def test_weightings_table():
-    assert set(WEIGHTINGS) == {"none", "is", "is_token_mean", "is_two_sided", "is_self_norm", "wpo"}
+    assert set(WEIGHTINGS) == {"none", "is", "is_token_mean", "is_two_sided", "is_self_norm", "wpo", "is_ess",
+                               "is_ess_norm", "is_curv"}
     assert weighting_kwargs("none") is None
     assert weighting_kwargs("is") == {"mode": "pair"}
     assert weighting_kwargs("is_two_sided") == {"mode": "pair", "lower_clip": True}

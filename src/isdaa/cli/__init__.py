@@ -3,7 +3,8 @@
 Each command reads an optional YAML (`--config`) and dotted overrides (`--objective.beta 0.01`, or the
 short aliases `--beta 0.01 --loss ipo --weighting is --is-eps 1.0`), builds its config and makes one
 library call. Exit codes: 0 ok, 2 bad input or config (one line on stderr, no traceback), 1 internal
-error or a run stopped by non-finite steps, 130 interrupted.
+error, a run stopped by non-finite steps or a failed write (disk full), 143 / 138 / 130 a run stopped by
+SIGTERM / SIGUSR1 / Ctrl-C (checkpoint saved first; 130 also for Ctrl-C outside a run's steps).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from isdaa.cli.argv import wants_help
 from isdaa.cli.help import CONFIG_COMMANDS, USAGE, config_help
-from isdaa.errors import InputError, TrainingStopped
+from isdaa.errors import InputError, RunInterrupted, TrainingStopped, WriteFailed
 
 # command -> "module:function" (argv -> exit code). Imported when the command runs, so that a command loads
 # only its own layers and `isdaa --help` or a mistyped command answers at once, without torch or transformers.
@@ -24,6 +25,8 @@ COMMANDS = {
     "demo": "isdaa.cli.lab:demo_command",
     "pairs": "isdaa.cli.pairs:pairs_command",
     "models": "isdaa.cli.models:models_command",
+    "logps": "isdaa.cli.logps:logps_command",
+    "plot": "isdaa.cli.plot:plot_command",
 }
 
 
@@ -51,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    except TrainingStopped as exc:
+    except (TrainingStopped, WriteFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RunInterrupted as exc:
+        print(f"isdaa: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("isdaa: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from isdaa.errors import InputError
 
 # Short flags accepted on the command line (DESIGN.md): --beta 0.01 == --objective.beta 0.01
@@ -71,3 +73,11 @@ def config_args(args: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
     """(YAML path or None, dotted overrides): what `load_config(cls, path, overrides)` takes."""
     path, rest = split_config(args)
     return path, parse_overrides(rest)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the commands with their own flags (`isdaa models`, `isdaa logps`): its errors are an
+    InputError `<prog>: <message>` (one `error:` line and exit code 2, like every other command)."""
+
+    def error(self, message):
+        raise InputError(f"{self.prog}: {message}")

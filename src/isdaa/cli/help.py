@@ -15,6 +15,8 @@ commands:
   demo    the lab's demo subset (the main job; <= 10 minutes on 2 CPU cores)
   pairs   sample completions from a model, score them with a gold scorer, write labelled TRL pairs
   models  prepare a real pretrained model offline (isdaa models prepare smollm2)
+  logps   write a model's summed log-probs of every row as behavior_* or ref_* columns
+  plot    figures and summary.md of training runs (isdaa plot RUN_DIR [RUN_DIR ...])
 
 `isdaa <command> --help` lists every option with its default.
 """

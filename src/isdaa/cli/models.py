@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from isdaa.cli.argv import ArgumentParser
 from isdaa.errors import InputError
 from isdaa.modeling import prepare
 
@@ -16,15 +17,8 @@ MODELS_USAGE = """usage: isdaa models <list | prepare NAME | path NAME> [--cache
 <cache> is --cache-dir, else $ISDAA_CACHE, else ~/.cache/isdaa. Models: """ + ", ".join(prepare.MODELS)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are InputError: one `error:` line and exit code 2, like every other command."""
-
-    def error(self, message):
-        raise InputError(f"isdaa models: {message}")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="isdaa models", add_help=False, allow_abbrev=False)
+    parser = ArgumentParser(prog="isdaa models", add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", metavar="DIR")
     parser.add_argument("--force", action="store_true")

@@ -58,8 +58,11 @@ class ObjectiveConfig:
 
     loss: str = option("sigmoid", help="sigmoid | ipo | hinge | simpo | chipo | rdpo | dpop")
     beta: float = option(0.1, help="the loss's beta (strength of the implicit KL to the reference)", check=positive())
-    weighting: str = option("none", help="none | is | is_token_mean | is_two_sided | is_self_norm | wpo")
+    weighting: str = option("none", help=(
+        "none | is (the paper) | is_token_mean | is_two_sided | is_self_norm | wpo | is_ess | is_ess_norm | is_curv"))
     is_eps: float = option(1.0, help="IS clip: w <= exp(2*eps)", check=positive())
+    is_ess_target: float = option(0.5, help="is_ess / is_ess_norm / is_curv: the batch ESS the tempered weights keep",
+                                  check=within("(0, 1]", lambda v: 0 < v <= 1))
     sft_eta: float = option(0.0, help="RPO: + eta * beta * (-log pi(y_w|x))", check=non_negative())
     sft_token_mean: bool = option(False, help="RPO's SFT term per token (mean) instead of summed over the response")
     label_smoothing: float = option(0.0, help="sigmoid only")
@@ -82,6 +85,31 @@ class OptimConfig:
     min_lr_ratio: float = option(0.1, help="cosine floor, as in the paper (min 0.1 * lr)",
                                  check=within("[0, 1]", lambda v: 0 <= v <= 1))
     max_grad_norm: float = option(1.0, help="gradient clipping; 0 disables clipping", check=non_negative())
+
+
+@dataclass
+class MonitorConfig:
+    """The in-run monitor (isdaa.eval.monitor): sampled KL to the reference and gold while training."""
+
+    every: int = option(0, help="optimizer steps between monitor evaluations (also step 0 and the last); 0: off",
+                        check=non_negative())
+    prompts: str | None = option(None, help=(
+        "held-out prompts: .txt, or .jsonl/.json with a 'prompt' field; default: the prompts of data.eval_file"))
+    max_prompts: int = option(64, help="monitor: at most this many prompts", check=positive())
+    n_samples: int = option(4, help="monitor: completions per prompt (temperature 1, no top-p)", check=positive())
+    max_new_tokens: int = option(0, help=(
+        "monitor: tokens sampled per completion at most; 0: data.max_length - data.max_prompt_length"),
+        check=non_negative())
+    batch_size: int = option(128, help="monitor: sequences per sampling / scoring batch", check=positive())
+    seed: int = option(0, help="monitor: sampling seed (the same at every evaluation)")
+    scorer: str = option("none", help="monitor: a gold scorer isdaa eval accepts (length, vader, hf-rm:<dir>, ...)")
+    stop_at_kl: float = option(0.0, help="stop (checkpoint + final) once monitor/kl_k3 exceeds this; 0: off",
+                               check=non_negative())
+    keep_best: bool = option(False, help="keep the policy of the best monitor/gold as best/ (needs a scorer)")
+    ess_warn: float = option(0.1, help="warn once when weights/ess stays below this; 0: off",
+                             check=within("[0, 1]", lambda v: 0 <= v <= 1))
+    ess_patience: int = option(20, help="consecutive logged steps below ess_warn before the warning",
+                               check=positive())
 
 
 @dataclass
@@ -111,11 +139,13 @@ class TrainConfig:
     trackers: list = option([], help="accelerate trackers: tensorboard, wandb, ...", check=known_trackers())
     progress: bool = option(True, help="a tqdm progress bar")
     num_threads: int = option(0, help="torch CPU threads; 0 = min(cores, 2 per process)")
+    plots: bool = option(True, help="write plots/ and summary.md at the end of the run (isdaa plot)")
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 @dataclass
@@ -135,7 +165,9 @@ class EvalConfig:
     top_p: float = option(1.0, help="nucleus sampling; 1 = off", check=within("(0, 1]", lambda v: 0 < v <= 1))
     batch_size: int = option(16, help="sequences per sampling / scoring batch", check=positive())
     seed: int = option(0, help="sampling seed")
-    baseline: str = option("chosen", help="chosen | reference | none (win rate against ...)")
+    baseline: str = option("auto", help=(
+        "auto | chosen | reference | none (win rate against ...; auto: the file's chosen responses when it has "
+        "them, else reference samples when there is a reference, else none)"))
     max_prompt_length: int = option(512, help="prompt tokens kept (its end)")
     num_threads: int = option(0, help="torch CPU threads; 0 = min(cores, 2)")
     dtype: str = option("float32", help=(
@@ -155,12 +187,25 @@ class EvalConfig:
 class LabWorldConfig:
     """The controlled world (isdaa.lab.world): base distribution and gold reward parameters."""
 
+    kind: str = option("topics", help=(
+        "world family: topics (length and repeats are the exploit) | junk (fixed length; junk words cost) | "
+        "behavior (data sampled from a behaviour policy mu != reference)"), check=one_of("topics", "junk", "behavior"))
     p_target: float = option(0.3, help="base: probability that a word is one of the prompt's 6 target words")
-    p_stop: float = option(0.3, help="base: stop probability after each word (length >= 1, mean ~ 1/p_stop)")
+    p_stop: float = option(0.3, help="base: stop probability after each word (length >= min_len, mean ~ 1/p_stop)")
+    min_len: int = option(1, help="base: at least this many words (= max_len: a fixed length)", check=positive())
     max_len: int = option(16, help="base: at most this many words")
     rep_penalty: float = option(0.5, help="gold: cost of every extra copy of a target word")
     len_penalty: float = option(0.5, help="gold: cost per word beyond len_free")
     len_free: int = option(12, help="gold: words free of the length penalty")
+    junk_words: int = option(0, help="junk: how many junk words the vocabulary adds (0 = none)", check=non_negative())
+    p_junk: float = option(0.0, help="junk: base probability that a word is a junk word",
+                           check=within("[0, 1)", lambda v: 0 <= v < 1))
+    junk_penalty: float = option(0.0, help="gold: cost of every junk word", check=non_negative())
+    behavior_p_target: float = option(0.0, help=(
+        "behavior: p_target of the base the behaviour policy mu imitates (0 = mu is the reference)"),
+        check=within("[0, 1)", lambda v: 0 <= v < 1))
+    behavior_p_stop: float = option(0.0, help="behavior: p_stop of mu's base (0 = the reference's)",
+                                    check=within("[0, 1)", lambda v: 0 <= v < 1))
 
 
 @dataclass
@@ -204,6 +249,9 @@ class LabConfig:
     workers: int = option(2, help="parallel training processes (one torch thread each); 1 = in this process")
     keep_models: bool = option(False, help="keep every run's final/ model (disk); off: deleted after evaluation")
     progress: bool = option(True, help="one progress line per step of the sweep (reference, pairs, each run)")
+    protocol_note: str = option("", help="a sentence for the report: how the world and its protocol were fixed")
+    report_only: bool = option(False, help=(
+        "write the report from the runs already done (an interim report of a sweep still running); run nothing"))
 
 
 @dataclass

@@ -1,16 +1,19 @@
 """Prompt files, and tokenising prompts the way `isdaa.data` does.
 
 Two readers, for two callers:
-- `load_prompts` (eval): a `.txt` file, one plain-text prompt per non-blank line (no baseline responses), or a
-  preference-data file (anything `isdaa.data.load_rows` reads): the `prompt` column, and the `chosen` response
-  as the baseline for the win rate (for conversational rows, the assistant message's content).
+- `load_prompts` (eval): a `.txt` file, one plain-text prompt per non-blank line (no baseline responses), a
+  prompt-only `.jsonl` / `.json` file (objects with a `prompt` — a string or a message list — and no `chosen`;
+  no baseline responses), or a preference-data file (anything `isdaa.data.load_rows` reads): the `prompt`
+  column, and the `chosen` response as the baseline for the win rate (for conversational rows, the assistant
+  message's content).
 - `load_prompt_file` (`isdaa pairs`): a `.txt` file (one prompt per non-blank line, stripped) or a `.jsonl` /
   `.json` file of objects with a `prompt` field (a string or a list of {role, content} messages).
 
 Tokenisation matches `isdaa.data.tokenize_rows`: a plain prompt is `tokenizer(prompt)` (with the tokenizer's
-special tokens, e.g. BOS); a message list is rendered with the chat template (`add_generation_prompt=True`)
-and tokenised without added special tokens. Prompts longer than `max_prompt_length` keep their END.
-A baseline response is `tokenizer(text, add_special_tokens=False) + [EOS]`, like a data completion.
+special tokens, e.g. BOS, less an EOS the tokenizer appends); a message list is rendered with the chat template
+(`add_generation_prompt=True`) and tokenised without added special tokens. Prompts longer than
+`max_prompt_length` keep their END. A baseline response is `tokenizer(text, add_special_tokens=False) + [EOS]`,
+like a plain-text data completion (one EOS: an EOS ending the text is not doubled).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 from pathlib import Path
 
 from isdaa.data.reading import load_rows
+from isdaa.data.tokenization import completion_token_ids, prompt_token_ids
 from isdaa.data.validation import ROLES
 from isdaa.errors import InputError
 
@@ -47,10 +51,25 @@ def load_prompts(path: str) -> tuple[list, list[str] | None]:
         except UnicodeDecodeError:
             raise InputError(f"prompts: {path} is not UTF-8 text") from None
         return _nonblank_lines(text, path), None
+    if _is_prompt_only(p):
+        return load_prompt_file(p), None
     rows = load_rows(path, extra_columns=None)
     prompts = [row["prompt"] for row in rows]
     chosen = [row["chosen"] if isinstance(row["chosen"], str) else row["chosen"][0]["content"] for row in rows]
     return prompts, chosen
+
+
+def _is_prompt_only(path: Path) -> bool:
+    """A `.jsonl` / `.json` file none of whose objects has a `chosen` field (unreadable files: False, so that
+    `load_rows` reports what is wrong with them)."""
+    if not path.is_file() or path.suffix.lower() not in PROMPT_FILE_SUFFIXES:
+        return False
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        objects = _json_objects(text, path, as_list=path.suffix.lower() == ".json" and text.lstrip().startswith("["))
+    except (InputError, OSError, UnicodeDecodeError):
+        return False
+    return bool(objects) and all(isinstance(obj, dict) and "chosen" not in obj for _, obj in objects)
 
 
 def load_prompt_file(path: str | os.PathLike) -> list:
@@ -130,7 +149,10 @@ def tokenize_prompts(tokenizer, prompts: list, max_prompt_length: int) -> tuple[
     ids, texts, truncated = [], [], 0
     for i, prompt in enumerate(prompts):
         text = _render(tokenizer, prompt, i)
-        row = tokenizer(text, add_special_tokens=isinstance(prompt, str), verbose=False)["input_ids"]
+        if isinstance(prompt, str):
+            row = prompt_token_ids(tokenizer, [text])[0]
+        else:
+            row = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         if not row:
             raise InputError(f"prompts: prompt {i + 1} tokenises to no tokens; expected a non-empty prompt")
         if len(row) > max_prompt_length:
@@ -142,8 +164,5 @@ def tokenize_prompts(tokenizer, prompts: list, max_prompt_length: int) -> tuple[
 
 
 def tokenize_completions(tokenizer, texts: list[str], eos_id: int) -> list[list[int]]:
-    """Response token ids + [EOS] for each text (as `isdaa.data` builds completions)."""
-    if not texts:
-        return []
-    rows = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-    return [list(r) + [eos_id] for r in rows]
+    """Response token ids + [EOS] for each text (as `isdaa.data` builds plain-text completions)."""
+    return completion_token_ids(tokenizer, list(texts), [[eos_id]] * len(texts))

@@ -3,13 +3,21 @@
 The prompt and each completion are tokenised separately and concatenated as ids, so the prompt/
 completion boundary never depends on how a tokenizer would merge across it:
 
-- plain text: prompt ids = `tokenizer(prompt)` (with the tokenizer's special tokens, e.g. BOS);
-  completion ids = `tokenizer(completion, add_special_tokens=False)` + [EOS].
+- plain text: prompt ids = `tokenizer(prompt)` (with the tokenizer's special tokens, e.g. BOS; an EOS that
+  the tokenizer appends to the prompt is dropped: no EOS is left inside a prompt); completion ids =
+  `tokenizer(completion, add_special_tokens=False)` + [EOS].
 - conversational: prompt ids = the chat template rendered with `add_generation_prompt=True`,
   tokenised without added special tokens (what `apply_chat_template(tokenize=True)` gives: the
   template itself writes BOS if the model wants one); completion ids = the assistant message's content
-  tokenised + [EOS]. This is a simplification: template text after the assistant content (an
-  end-of-turn marker such as `<|im_end|>`) is not reproduced; EOS stands in for it.
+  tokenised, then the template's own ending of the assistant turn, up to and including its first special
+  token (the end-of-turn marker, e.g. SmolLM2's `<|im_end|>`). What the template writes after that marker
+  (the newline before the next turn) is left out: generation stops at the marker, so the trainer's
+  completion is exactly what the model emits when sampled (`isdaa pairs`, `isdaa eval`). A template
+  whose ending holds no special token gets its ending + [EOS] (the tiny test template ends with a space:
+  [EOS] alone); one that does not render the prompt and the content verbatim gets [EOS], as plain text.
+
+Every completion ends with exactly one end marker: a completion whose text already ends with the EOS
+string, or whose tokens already end with EOS, gets no second one.
 
 Truncation (TRL's order): the prompt keeps its END (at most `max_prompt_length` tokens), then each
 completion keeps its START so that prompt + completion <= `max_length`. A row whose prompt leaves no
@@ -32,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Example:
-    """One tokenised preference pair; completions end with EOS unless truncated."""
+    """One tokenised preference pair; completions end with one end marker (EOS, or the chat template's end of
+    the assistant turn) unless truncated."""
 
     prompt_ids: list[int]
     chosen_ids: list[int]
@@ -63,27 +72,44 @@ def tokenize_rows(
     chat template for conversational rows), when the template fails on a row, or when every row is
     dropped.
     """
+    examples, kept = tokenize_rows_indexed(
+        rows, tokenizer, max_length=max_length, max_prompt_length=max_prompt_length, source=source
+    )
+    return examples, len(rows) - len(kept)
+
+
+def tokenize_rows_indexed(
+    rows: Sequence[dict],
+    tokenizer,
+    *,
+    max_length: int,
+    max_prompt_length: int | None,
+    source: str = "",
+) -> tuple[list[Example], list[int]]:
+    """`tokenize_rows`, returning with the examples the index of the row each one comes from (dropped rows
+    have none): (examples, row indices)."""
     where = f"{source}: " if source else ""
     _check_limits(max_length, max_prompt_length, where)
     rows = validate_rows(rows, source, extra_columns=None)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None:
+    if getattr(tokenizer, "eos_token_id", None) is None:
         raise InputError(f"{where}tokenizer has no EOS token (eos_token_id is None); expected one to end completions")
     prompts, chosen, rejected = _token_ids(rows, tokenizer, where)
     examples: list[Example] = []
+    kept: list[int] = []
     too_long = identical = 0
     for i, row in enumerate(rows):
         if not prompts[i]:
             raise InputError(f"{where}row {i + 1}: field 'prompt' tokenises to no tokens; expected a non-empty prompt")
-        example = _truncated(row, prompts[i], chosen[i], rejected[i], eos, max_length, max_prompt_length)
+        example = _truncated(row, prompts[i], chosen[i], rejected[i], max_length, max_prompt_length)
         if example is None:
             too_long += 1
         elif example.chosen_ids == example.rejected_ids:
             identical += 1
         else:
             examples.append(example)
+            kept.append(i)
     _report_dropped(where, len(rows), len(examples), too_long, identical, max_length, max_prompt_length)
-    return examples, too_long + identical
+    return examples, kept
 
 
 def _check_limits(max_length, max_prompt_length, where: str) -> None:
@@ -96,11 +122,9 @@ def _check_limits(max_length, max_prompt_length, where: str) -> None:
 
 
 def _token_ids(rows: list[dict], tokenizer, where: str) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
-    """(prompt ids, chosen ids, rejected ids) of every row, before truncation and without the EOS."""
-
-    def ids(texts: list[str], special: bool) -> list[list[int]]:
-        return tokenizer(texts, add_special_tokens=special, verbose=False)["input_ids"]
-
+    """(prompt ids, chosen ids, rejected ids) of every row before truncation; completions end with their
+    end marker (EOS, or the chat template's end of the assistant turn)."""
+    eos = tokenizer.eos_token_id
     if isinstance(rows[0]["chosen"], list):
         if not getattr(tokenizer, "chat_template", None):
             raise InputError(
@@ -108,19 +132,85 @@ def _token_ids(rows: list[dict], tokenizer, where: str) -> tuple[list[list[int]]
                 "expected a tokenizer with chat_template set, or plain-text rows"
             )
         prompt_texts = [_render(tokenizer, row["prompt"], i, where) for i, row in enumerate(rows)]
-        prompts = ids(prompt_texts, False)
-        chosen = ids([row["chosen"][0]["content"] for row in rows], False)
-        rejected = ids([row["rejected"][0]["content"] for row in rows], False)
-    else:
-        prompts = ids([row["prompt"] for row in rows], True)
-        chosen = ids([row["chosen"] for row in rows], False)
-        rejected = ids([row["rejected"] for row in rows], False)
+        prompts = _ids(tokenizer, prompt_texts, special=False)
+        specials, completions, fallbacks = _special_ids(tokenizer), [], 0
+        for key in ("chosen", "rejected"):
+            contents = [row[key][0]["content"] for row in rows]
+            endings = [_turn_ending(tokenizer, row["prompt"], text, row[key][0], specials, eos)
+                       for row, text in zip(rows, prompt_texts)]
+            fallbacks += sum(e is None for e in endings)
+            completions.append(completion_token_ids(tokenizer, contents, endings))
+        _warn_template_fallback(where, fallbacks)
+        return prompts, completions[0], completions[1]
+    prompts = prompt_token_ids(tokenizer, [row["prompt"] for row in rows])
+    chosen = completion_token_ids(tokenizer, [row["chosen"] for row in rows])
+    rejected = completion_token_ids(tokenizer, [row["rejected"] for row in rows])
     return prompts, chosen, rejected
 
 
-def _truncated(row: dict, prompt: list[int], chosen: list[int], rejected: list[int], eos: int, max_length: int,
+def _ids(tokenizer, texts: list[str], *, special: bool) -> list[list[int]]:
+    return [list(r) for r in tokenizer(list(texts), add_special_tokens=special, verbose=False)["input_ids"]]
+
+
+def prompt_token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Plain-text prompt ids: `tokenizer(text)` with its special tokens (e.g. BOS), less an EOS the tokenizer
+    appended at the end (no EOS is left inside a prompt)."""
+    eos = tokenizer.eos_token_id
+    return [ids[:-1] if len(ids) > 1 and ids[-1] == eos else ids for ids in _ids(tokenizer, texts, special=True)]
+
+
+def completion_token_ids(tokenizer, texts: list[str], endings: list[list[int] | None] | None = None) -> list[list[int]]:
+    """Completion ids: each text tokenised without special tokens, then its ending (`endings[i]`, [EOS] when
+    None or not given). One end marker only: an EOS string ending the text, or an EOS token ending its
+    tokens, is removed first."""
+    eos, eos_text = tokenizer.eos_token_id, tokenizer.eos_token
+    texts = [t[: -len(eos_text)] if eos_text and t.endswith(eos_text) else t for t in texts]
+    out = []
+    for k, ids in enumerate(_ids(tokenizer, texts, special=False) if texts else []):
+        if ids and ids[-1] == eos:
+            ids = ids[:-1]
+        ending = endings[k] if endings is not None and endings[k] is not None else [eos]
+        out.append(ids + list(ending))
+    return out
+
+
+def _special_ids(tokenizer) -> set[int]:
+    """The ids of the tokenizer's special tokens (EOS, BOS, ... and added tokens marked special)."""
+    ids = set(getattr(tokenizer, "all_special_ids", ()))
+    ids.update(i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False))
+    return ids | {tokenizer.eos_token_id}
+
+
+def _turn_ending(tokenizer, prompt: list[dict], prompt_text: str, message: dict, specials: set[int],
+                 eos: int) -> list[int] | None:
+    """The ids the chat template writes after the assistant content, up to and including its first special
+    token; all of them + [EOS] when they hold no special token; None when the template does not render the
+    prompt and the content verbatim, or fails on the whole conversation (the caller falls back to [EOS])."""
+    try:
+        full = tokenizer.apply_chat_template(list(prompt) + [message], tokenize=False)
+    except Exception:  # jinja errors, raise_exception() in templates: the prompt alone rendered, so fall back
+        return None
+    head = prompt_text + message["content"]
+    if not isinstance(full, str) or not full.startswith(head):
+        return None
+    tail = _ids(tokenizer, [full[len(head):]], special=False)[0]
+    for k, token in enumerate(tail):
+        if token in specials:
+            return tail[: k + 1]
+    return tail + [eos]
+
+
+def _warn_template_fallback(where: str, n: int) -> None:
+    if n:
+        logger.warning(
+            "%s%d completions: the chat template does not render the prompt and the assistant content verbatim; "
+            "they end with EOS instead of the template's end of turn", where, n,
+        )
+
+
+def _truncated(row: dict, prompt: list[int], chosen: list[int], rejected: list[int], max_length: int,
                max_prompt_length: int | None) -> Example | None:
-    """The row's Example after TRL-order truncation (prompt keeps its end, completions their start, + EOS);
+    """The row's Example after TRL-order truncation (prompt keeps its end, completions their start);
     None when the prompt leaves no room for a completion token."""
     if max_prompt_length is not None:
         prompt = prompt[-max_prompt_length:]
@@ -128,7 +218,7 @@ def _truncated(row: dict, prompt: list[int], chosen: list[int], rejected: list[i
     if room < 1:
         return None
     extras = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
-    return Example(list(prompt), (chosen + [eos])[:room], (rejected + [eos])[:room], **extras)
+    return Example(list(prompt), chosen[:room], rejected[:room], **extras)
 
 
 def _report_dropped(where: str, n_rows: int, n_kept: int, too_long: int, identical: int, max_length: int,

@@ -7,7 +7,8 @@ Steps (EvalConfig fields in brackets):
 3. teacher-forced summed log-probs of every completion under the policy and the reference →
    KL(π_θ‖π_ref) by k1 and k3 (`isdaa.eval.kl`), SEs clustered by prompt. Honest only for temperature 1 and
    top_p 1: otherwise the numbers are still computed and `kl_biased` is true;
-4. gold scores [scorer] → mean ± SE; win rate against the baseline [baseline: chosen | reference | none]
+4. gold scores [scorer] → mean ± SE; win rate against the baseline [baseline: auto | chosen | reference | none;
+   auto = the data's chosen responses, or reference samples for a prompt file (.txt, prompt-only .jsonl/.json)]
    (ties ½), SE clustered by prompt; completion length mean ± SE.
 The result dict is returned and, when `output` is set, written as JSON atomically (temp file + rename).
 NaN / missing values are null. Every input is validated before any model runs or anything is written.
@@ -17,9 +18,11 @@ without a pad token is refused unless `pad_token` names one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +39,9 @@ from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
 from isdaa.training.runtime import json_ready, write_json
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "ScoredSamples", "sample_and_score", "sample_summary"]
 
-BASELINES = ("chosen", "reference", "none")
+BASELINES = ("auto", "chosen", "reference", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 KL_KEYS = ("kl_k1", "kl_k1_se", "kl_k3", "kl_k3_se", "kl_k3_clamped")
 # the tokenizer loader's option names -> eval's (the tokenizer comes from the policy directory)
@@ -104,6 +107,14 @@ def _resolve_prompts(config: EvalConfig, prompts, baseline_texts) -> tuple[list,
         if len(baseline_texts) != len(prompts):
             raise InputError(f"baseline_texts: {len(baseline_texts)} for {len(prompts)} prompts")
     return prompts, baseline_texts
+
+
+def _resolved_baseline(baseline: str, baseline_texts, has_reference: bool) -> str:
+    """`auto`: the data's chosen responses when there are some (a preference-data file), else reference samples
+    when there is a reference (a prompt file: .txt, or prompt-only .jsonl / .json), else none."""
+    if baseline != "auto":
+        return baseline
+    return "chosen" if baseline_texts is not None else "reference" if has_reference else "none"
 
 
 def _check_baseline_and_output(config: EvalConfig, scorer, baseline_texts, has_reference: bool) -> None:
@@ -194,6 +205,7 @@ def evaluate(
     scorer = None if config.scorer == "none" else get_scorer(config.scorer)
     has_reference = _check_models(config, policy_model, reference_model, tokenizer)
     prompts, baseline_texts = _resolve_prompts(config, prompts, baseline_texts)
+    config = dataclasses.replace(config, baseline=_resolved_baseline(config.baseline, baseline_texts, has_reference))
     _check_baseline_and_output(config, scorer, baseline_texts, has_reference)
 
     saved_threads = torch.get_num_threads()
@@ -214,34 +226,22 @@ def evaluate(
 
 def _run(config: EvalConfig, scorer, policy, reference, tokenizer, prompts, baseline_texts) -> dict:
     prompt_ids, prompt_texts, truncated = tokenize_prompts(tokenizer, prompts, config.max_prompt_length)
-    sampling = dict(
-        n=config.n_samples,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        batch_size=config.batch_size,
-        progress=config.progress,
-    )
-    samples = sample_completions(policy, tokenizer, prompt_ids, seed=config.seed, **sampling)
-    groups = [s.prompt_index for s in samples]
+    scored = sample_and_score(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts)
     result: dict = {
         "n_prompts": len(prompts),
-        "n_samples": len(samples),
+        "n_samples": len(scored.samples),
         "n_per_prompt": config.n_samples,
         "prompts_truncated": truncated,
         "kl_biased": bool(config.temperature != 1.0 or config.top_p != 1.0),
         "baseline": config.baseline if scorer is not None else None,
         "scorer": config.scorer,
+        **dict.fromkeys(GOLD_KEYS),
     }
-    result["length_mean"], result["length_se"] = mean_se([float(len(s.completion_ids)) for s in samples], groups)
-    result["finished_frac"] = float(np.mean([s.finished for s in samples]))
-    result.update(_kl_fields(config, policy, reference, prompt_ids, samples))
+    result.update(sample_summary(scored))
     result["sqrt_kl"] = _sqrt_kl(result["kl_k3"])
-    gold = dict.fromkeys(GOLD_KEYS)
     if scorer is not None:
-        gold = _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, baseline_texts,
-                            samples, sampling)
-    result.update(gold)
+        result.update(_gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts,
+                                   baseline_texts, scored))
     return result
 
 
@@ -249,29 +249,70 @@ def _sqrt_kl(kl_k3):
     return math.sqrt(max(kl_k3, 0.0)) if kl_k3 is not None and math.isfinite(kl_k3) else None
 
 
-def _kl_fields(config: EvalConfig, policy, reference, prompt_ids, samples) -> dict:
-    """KL(π_θ‖π_ref) by k1 and k3 with SEs clustered by prompt; all None without a reference."""
-    if reference is None:
-        return dict.fromkeys(KL_KEYS)
+# ------------------------------------------------------------------------------------------ shared with the monitor
+@dataclass
+class ScoredSamples:
+    """The per-sample numbers of one evaluation, in sample order: the samples (`prompt_index` indexes the
+    prompt list), their summed log-probs under the policy and the reference (None without a reference) and
+    their gold scores (None without a scorer)."""
+
+    samples: list
+    policy_logps: list[float] | None = None
+    ref_logps: list[float] | None = None
+    gold: list[float] | None = None
+
+
+def _sampling(config: EvalConfig) -> dict:
+    return dict(n=config.n_samples, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                top_p=config.top_p, batch_size=config.batch_size, progress=config.progress)
+
+
+def sample_and_score(config: EvalConfig, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, *,
+                     reference_context=contextlib.nullcontext) -> ScoredSamples:
+    """`config.n_samples` completions per prompt from `policy` (seed `config.seed`), their teacher-forced
+    log-probs under the policy and under `reference` (scored inside `reference_context()`, e.g. a LoRA
+    policy's `disable_adapter`), and their gold scores: what `evaluate` and the in-run monitor share."""
+    samples = sample_completions(policy, tokenizer, prompt_ids, seed=config.seed, **_sampling(config))
+    scored = ScoredSamples(samples)
     s_prompt_ids = [prompt_ids[s.prompt_index] for s in samples]
     s_completion_ids = [s.completion_ids for s in samples]
-    bs, prog = config.batch_size, config.progress
-    pol = score_logps(policy, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog, desc="policy logps")
-    ref = score_logps(reference, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog, desc="reference logps")
-    est = kl_estimates(pol, ref, groups=[s.prompt_index for s in samples])
-    return {k: est[k] for k in KL_KEYS}
+    if reference is not None and samples:
+        bs, prog = config.batch_size, config.progress
+        pol = score_logps(policy, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog, desc="policy logps")
+        with reference_context():
+            ref = score_logps(reference, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog,
+                              desc="reference logps")
+        scored.policy_logps, scored.ref_logps = pol.tolist(), ref.tolist()
+    elif reference is not None:
+        scored.policy_logps, scored.ref_logps = [], []
+    if scorer is not None:
+        scored.gold = list(scorer([prompt_texts[s.prompt_index] for s in samples], [s.text for s in samples],
+                                  prompt_ids=s_prompt_ids, completion_ids=s_completion_ids)) if samples else []
+    return scored
 
 
-def _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, baseline_texts, samples,
-                 sampling) -> dict:
-    """Gold mean ± SE of the samples, of the baseline, and the win rate against it."""
+def sample_summary(scored: ScoredSamples) -> dict:
+    """Mean ± SE (clustered by prompt) of the samples' length and gold, the share that ended with EOS, and
+    KL(π_θ‖π_ref) by k1 and k3 (`isdaa.eval.kl`); KL fields None without a reference, gold None without a scorer."""
+    groups = [s.prompt_index for s in scored.samples]
+    out: dict = dict.fromkeys(KL_KEYS)
+    out["length_mean"], out["length_se"] = mean_se([float(len(s.completion_ids)) for s in scored.samples], groups)
+    out["finished_frac"] = float(np.mean([s.finished for s in scored.samples])) if scored.samples else math.nan
+    if scored.ref_logps is not None and scored.samples:
+        est = kl_estimates(scored.policy_logps, scored.ref_logps, groups=groups)
+        out.update({k: est[k] for k in KL_KEYS})
+    out["gold_mean"], out["gold_se"] = mean_se(scored.gold, groups) if scored.gold is not None else (None, None)
+    return out
+
+
+def _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, baseline_texts,
+                 scored: ScoredSamples) -> dict:
+    """Gold of the baseline, and the samples' win rate against it."""
+    samples, scores = scored.samples, scored.gold
     groups = [s.prompt_index for s in samples]
     s_prompt_ids = [prompt_ids[s.prompt_index] for s in samples]
     s_prompt_texts = [prompt_texts[s.prompt_index] for s in samples]
-    scores = scorer(s_prompt_texts, [s.text for s in samples], prompt_ids=s_prompt_ids,
-                    completion_ids=[s.completion_ids for s in samples])
-    gold = dict.fromkeys(GOLD_KEYS)
-    gold["gold_mean"], gold["gold_se"] = mean_se(scores, groups)
+    gold = {}
     base_scores = None
     if config.baseline == "chosen":
         eos = eos_token_ids(policy, tokenizer)[0]
@@ -280,7 +321,7 @@ def _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, promp
         gold["baseline_gold_mean"], gold["baseline_gold_se"] = mean_se(per_prompt)
         base_scores = [per_prompt[s.prompt_index] for s in samples]
     elif config.baseline == "reference":
-        ref_samples = sample_completions(reference, tokenizer, prompt_ids, seed=config.seed + 1, **sampling)
+        ref_samples = sample_completions(reference, tokenizer, prompt_ids, seed=config.seed + 1, **_sampling(config))
         base_scores = scorer(s_prompt_texts, [s.text for s in ref_samples], prompt_ids=s_prompt_ids,
                              completion_ids=[s.completion_ids for s in ref_samples])
         gold["baseline_gold_mean"], gold["baseline_gold_se"] = mean_se(base_scores, groups)

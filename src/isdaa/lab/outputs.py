@@ -16,7 +16,9 @@ from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
 from isdaa.eval.stats import t_quantile
 from isdaa.lab.regimes import regime_steps
 from isdaa.lab.summary import group_runs, mean_curve, summarize
-from isdaa.lab.verdict import dpo_label, fmt, frontier_table, mechanism_table, results_table, verdict
+from isdaa.lab.world import WHY_OVEROPTIMIZES
+from isdaa.lab.verdict import (constrained_table, dpo_label, fmt, frontier_table, mechanism_table, results_table,
+                               verdict)
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_plots", "write_report", "write_outputs", "rebuild"]
 
@@ -91,25 +93,21 @@ def write_plots(results: dict, summary: dict, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------ report.md
-WHY = """**Why over-optimization happens here.** Near the data (reference samples: about 3 words, rarely a
-repeated target, never beyond 12 words) the gold reward grows with the number of target words, and longer
-responses hold more of them, so the Bradley–Terry labels reward target words and length almost linearly. The
-penalties act on features the data hardly cover (repeated targets, more than 12 words), and nothing in the data
-constrains tokens that never occur in a response at all (the prompt's own words, the special tokens). A DAA
-fits its implicit reward β·log π/π_ref by pushing the likelihood of the data's responses around — and with a
-small β and many passes over few pairs it keeps going long after the pairs are separated: both the chosen and
-the rejected responses lose likelihood, and the freed mass lands on responses outside the data's support
-(longer, repeating targets, then tokens no response ever contained). The gold reward first rises (more target
-words), then falls (repetition, length, off-support words) while the KL to the reference keeps growing. The
-table "What the policy looks like" below shows the measured mix."""
+def _mechanism_note(results: dict) -> str:
+    world = results["config"]["world"]
+    return (f"Off-support tokens: generated tokens outside the base distribution's words (prompt words, special "
+            f"tokens) — responses the data never contain (see the reference row). \"No EOS\": samples cut at the "
+            f"length limit ({world['max_len'] + 1} tokens).")
 
-MECHANISM_NOTE = ("Off-support tokens: generated tokens outside the base distribution's 48 topic words (prompt "
-                  "words, special tokens) — responses the data never contain (see the reference row). "
-                  "\"No EOS by 17 tokens\": samples cut at the length limit.")
 
 FILES_NOTE = ("`results.json` (everything, incl. every evaluation), `results.csv` (one row per run × evaluation), "
               "`reference/` (the SFT reference + tokenizer), `pairs/` (TRL JSONL with behaviour log-probs), "
               "`eval_prompts.txt`, `runs/` (each run's config.yaml and metrics.jsonl).")
+
+
+def _why(results: dict) -> str:
+    """The world's "why over-optimization happens here" paragraph (recomputed for a results.json without it)."""
+    return results.get("why") or WHY_OVEROPTIMIZES[results["config"]["world"].get("kind", "topics")]
 
 
 def _reference_section(results: dict) -> list[str]:
@@ -142,6 +140,8 @@ def _protocol_section(results: dict) -> list[str]:
     for reg in results["regimes"]:
         lines.append(f"| {reg['name']} | {reg['n_pairs']} | {regime_steps(reg)} | {reg['lr']:g} | {reg['batch_size']} | "
                      f"{reg['eval_every']} |")
+    note = results["config"].get("protocol_note")
+    lines += ["", note] if note else []
     lines += ["", "AdamW, cosine schedule to 0.1·lr, gradient clip 1.0, all through `isdaa.train`. Evaluation: "
               f"{results['config']['eval_samples']} samples per held-out prompt at temperature 1 (no top-p), KL = k3 "
               "estimator (k1 in results.csv). Methods:", ""]
@@ -165,25 +165,41 @@ def _block_section(results: dict, regime: str, beta: float, block: dict, main: b
     lines += results_table(block) + [""]
     lines += [f"Frontier: gold where the run's √KL first reaches each value (seed mean; n/a: no seed gets "
               f"there; (k) = only k seeds do).", ""] + frontier_table(block) + [""]
+    lines += ["KL-constrained frontier: the best gold among a run's evaluations with √KL ≤ x (seed mean ± SE; step 0, "
+              "the reference, always qualifies, so a method that stays below a budget is not left out). Frontier "
+              "score: its mean over the grid (the quantity docs/results/RULE.md ranks by).", ""]
+    lines += constrained_table(block) + [""]
     if not main:
         return lines
     lines += ["### Verdict (generated from the numbers above)", ""] + verdict(results, block) + [""]
     dpo = dpo_label(results["methods"])
     mech = mechanism_table(results, regime, beta, dpo) if dpo else []
     if mech:
-        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + mech + ["", MECHANISM_NOTE, ""]
+        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + mech + ["", _mechanism_note(results), ""]
     return lines
+
+
+def _runs_line(results: dict) -> str:
+    """How many runs, how long they took, and whether the report is interim (runs still missing)."""
+    runs, workers = results["runs"], results["config"]["workers"]
+    own = sum(r.get("seconds", 0.0) for r in runs) / 60
+    wall = results.get("wall_seconds")
+    line = (f"{len(runs)} runs; their own times sum to {own:.1f} min ({workers} worker process(es) in parallel)"
+            + (f"; this invocation's wall time {wall / 60:.1f} min." if wall else "."))
+    missing = results.get("missing_runs") or 0
+    if missing:
+        line += (f" **Interim report: {missing} runs of the sweep are not done yet** (the sweep resumes where it "
+                 f"stopped); numbers with fewer seeds than configured are provisional.")
+    return line
 
 
 def write_report(results: dict, summary: dict, out: Path, plots: list[Path]) -> Path:
     """`report.md`: the world, the reference and data, the protocol, the results with their verdict, figures."""
     cfg = results["config"]
     report_beta = float(cfg["report_beta"])
-    wall = results.get("wall_seconds")
     lines = ["# isdaa lab report", ""]
-    lines += [f"{len(results['runs'])} runs; wall time {wall / 60:.1f} min with {cfg['workers']} worker process(es)."
-              if wall else "", ""]
-    lines += ["## The world", "", results["world"], "", WHY, ""]
+    lines += [_runs_line(results), ""]
+    lines += ["## The world", "", results["world"], "", _why(results), ""]
     lines += _reference_section(results) + _protocol_section(results)
     for regime, by_beta in summary.items():
         for beta in sorted(by_beta, key=lambda b: (b != report_beta, b)):

@@ -8,12 +8,14 @@ regime into the dotted TrainConfig overrides of its runs and `regime_steps` coun
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
 
 from isdaa.config import ObjectiveConfig, TrainConfig, load_config
 from isdaa.errors import InputError
+from isdaa.objectives import RECOMMENDED
 from isdaa.training.objective import check_objective
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_REGIMES", "REGIME_KEYS", "resolve_methods", "resolve_regimes",
@@ -68,6 +70,15 @@ def _check_method_values(i: int, label: str, method: dict) -> None:
         raise InputError(f"option methods[{i}] ({label}): {str(exc).removeprefix('option ')}") from None
 
 
+def _expand_recommended(i: int, method: dict) -> dict:
+    """`{recommended: true, ...}` -> the keys of `isdaa.objectives.RECOMMENDED` (the lab's recommendation; other
+    keys of the entry override them), labelled "recommended (<loss> + <weighting>)" unless it has a label."""
+    if not method.pop("recommended", False):
+        return method
+    label = method.pop("label", None) or f"recommended ({RECOMMENDED['loss']} + {RECOMMENDED['weighting']})"
+    return {"label": label, **copy.deepcopy(RECOMMENDED), **method}
+
+
 def resolve_methods(methods: list) -> list[dict]:
     """`[{"label", "overrides"}]` for a LabConfig's `methods` (empty: `DEFAULT_METHODS`); InputError on a bad
     entry (not a mapping, duplicate label, unknown key, bad value, unknown loss or weighting)."""
@@ -76,7 +87,7 @@ def resolve_methods(methods: list) -> list[dict]:
     for i, m in enumerate(methods):
         if not isinstance(m, dict):
             raise InputError(f"option methods[{i}]: expected a mapping like {{label: DPO, loss: sigmoid}}, got {m!r}")
-        m = dict(m)
+        m = _expand_recommended(i, dict(m))
         label = str(m.pop("label", "") or m.get("loss", f"method{i}"))
         if label in labels:
             raise InputError(f"option methods[{i}]: duplicate label {label!r}")

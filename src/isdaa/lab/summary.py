@@ -9,7 +9,9 @@ Per run (one method, β, seed, regime):
   else the median over methods of the seed-mean final √KL (fixed rule); the same is tabulated on a grid;
 - final gold and final KL (k3), collapse = final gold below the reference policy's gold reward;
 - min ESS: the smallest per-batch effective sample size (Σw)²/(n·Σw²) logged during training (1 = uniform);
-- lost share: (best − final) / (best − gold at step 0), the share of the gain given back by the end.
+- lost share: (best − final) / (best − gold at step 0), the share of the gain given back by the end;
+- KL-constrained best gold at x: the highest gold among the run's evaluations with √KL ≤ x (on the grid; step 0
+  always qualifies), and the frontier score: its seed mean averaged over the grid (docs/results/RULE.md).
 Seeds are summarised by their mean ± standard error (SE = sd/√n, `isdaa.eval.stats.finite_mean_se`).
 """
 
@@ -23,7 +25,8 @@ import numpy as np
 from isdaa.eval.curves import fit_rl
 from isdaa.eval.stats import finite_mean_se
 
-__all__ = ["SQRT_KL_GRID", "group_runs", "first_crossing", "run_summary", "mean_curve", "summarize"]
+__all__ = ["SQRT_KL_GRID", "group_runs", "first_crossing", "best_within", "frontier_score", "run_summary", "mean_curve",
+           "summarize"]
 
 SQRT_KL_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # √KL values of the report's frontier table
 SEED_KEYS = ("best_gold", "best_kl", "final_gold", "final_kl", "min_ess", "lost_share", "gold0", "final_length")
@@ -83,6 +86,18 @@ def run_summary(run: dict, ref_gold: float) -> dict:
     }
 
 
+def best_within(d: np.ndarray, g: np.ndarray, budget: float) -> float:
+    """The KL-constrained best gold: the highest gold among evaluations with √KL ≤ `budget` (NaN: none)."""
+    inside = g[d <= budget]
+    return float(inside.max()) if inside.size else math.nan
+
+
+def frontier_score(row: dict) -> float:
+    """The mean over `SQRT_KL_GRID` of a method's seed-mean KL-constrained best gold (docs/results/RULE.md)."""
+    values = [row["constrained_grid"][str(x)][0] for x in SQRT_KL_GRID]
+    return float(np.mean(values)) if all(np.isfinite(values)) else math.nan
+
+
 def mean_curve(runs: list[dict], key: str) -> tuple[list, list, list]:
     """(steps, mean over seeds, SE over seeds) of eval `key` at every step some seed evaluated."""
     by_step = defaultdict(list)
@@ -137,6 +152,8 @@ def _method_row(seeds: list[dict], runs: list[dict], budget: float) -> dict:
               for r in runs if r["evals"]]
     row["gold_at_budget"] = finite_mean_se([first_crossing(d, g, budget) for d, g in curves])
     row["frontier_grid"] = {str(x): finite_mean_se([first_crossing(d, g, x) for d, g in curves]) for x in SQRT_KL_GRID}
+    row["constrained_grid"] = {str(x): finite_mean_se([best_within(d, g, x) for d, g in curves]) for x in SQRT_KL_GRID}
+    row["frontier_score"] = frontier_score(row)
     row["collapsed"] = sum(s["collapsed"] for s in seeds)
     row["n_seeds"] = len(seeds)
     any_ess = seeds and any(np.isfinite(s["min_ess"]) for s in seeds)

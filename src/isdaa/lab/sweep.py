@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import json
 import multiprocessing
+import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -33,13 +34,14 @@ from isdaa.config import LabConfig, TrainConfig, load_config
 from isdaa.errors import InputError
 from isdaa.eval.stats import mean_se
 from isdaa.generation import sample_completions
+from isdaa.lab import store
 from isdaa.lab.evaluator import LabEvaluator
 from isdaa.lab.outputs import write_outputs
 from isdaa.lab.preference_data import completion_words, make_pairs, write_eval_prompts
 from isdaa.lab.regimes import regime_overrides, regime_steps, resolve_methods, resolve_regimes
 from isdaa.lab.sft import train_reference
 from isdaa.lab.world import World, WorldParams
-from isdaa.training.runtime import atomic_write_text, json_ready
+from isdaa.training.runtime import atomic_write_text
 from isdaa.training.trainer import train
 
 
@@ -54,7 +56,16 @@ def slug(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- one run (in a worker)
+def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Exit this process as soon as `parent` is no longer its parent (the sweep was killed): a worker must not
+    go on training after its sweep is gone, or a restarted sweep would run the same run beside it."""
+    while os.getppid() == parent:
+        time.sleep(poll_seconds)
+    os._exit(1)
+
+
 def _init_worker():
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
     hf_logging.disable_progress_bar()
 
     torch.set_num_threads(1)
@@ -88,7 +99,10 @@ def run_one(spec: dict) -> dict:
     if not spec.get("keep_models"):
         shutil.rmtree(run_dir / "final", ignore_errors=True)
     shutil.rmtree(run_dir / "ref-cache", ignore_errors=True)
-    return {**meta, "status": status, "seconds": time.time() - t0, "evals": evals}
+    record = {**meta, "status": status, "seconds": time.time() - t0, "evals": evals}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.save_record(spec, record)  # a sweep run again skips this run
+    return record
 
 
 def _fmt_run(rec: dict, i: int, n: int) -> str:
@@ -107,51 +121,86 @@ def _fmt_run(rec: dict, i: int, n: int) -> str:
 # ----------------------------------------------------------------------------- before the runs
 @dataclasses.dataclass
 class Prepared:
-    """What every run shares: the world, the SFT reference, the pair files per seed, the reference's gold."""
+    """What every run shares: the world, the SFT reference, the pair files per seed, the reference's gold, and
+    the behaviour policy that sampled the pairs (None: the reference did)."""
 
     world: object
     reference: dict
-    pairs: dict  # seed -> {"files": {regime: path}, "stats"}
+    pairs: dict  # seed -> {"file": all its pairs, "files": {regime: its first n_pairs}, "stats"}
     ref_gold: dict
+    behavior: dict | None = None
 
 
-def _pairs_per_seed(config: LabConfig, world: World, reference_path: str, out: Path, regimes: list[dict]) -> dict:
-    """seed -> {"files": {regime name: its first n_pairs pairs}, "stats"}: one pair set per training seed."""
+def _pairs_per_seed(config: LabConfig, world: World, sampler_path: str, out: Path, regimes: list[dict],
+                    seeds: list) -> dict:
+    """seed -> {"files": {regime name: its first n_pairs pairs}, "stats"}: one pair set per training seed, sampled
+    from the model in `sampler_path` (the reference, or the behaviour policy μ)."""
     n_max = max(r["n_pairs"] for r in regimes)
     pairs = {}
-    for seed in config.seeds:
+    for seed in seeds:
         path = out / "pairs" / f"seed-{seed}.jsonl"
-        stats = make_pairs(world, reference_path, n_max, path, label_temperature=config.pairs.label_temperature,
+        stats = make_pairs(world, sampler_path, n_max, path, label_temperature=config.pairs.label_temperature,
                            seed=config.pairs.seed * 7919 + int(seed))
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        files = {}
-        for reg in regimes:
-            sub = out / "pairs" / f"{reg['name']}-seed-{seed}.jsonl"
-            sub.write_text("".join(lines[: reg["n_pairs"]]), encoding="utf-8")
-            files[reg["name"]] = str(sub)
-        pairs[int(seed)] = {"files": files, "stats": stats}
+        pairs[int(seed)] = {"file": str(path), "stats": stats}
     return pairs
 
 
+def _regime_files(pairs: dict, out: Path, regimes: list[dict]) -> dict:
+    """Each seed's pairs with `files`: {regime name: a file of its first n_pairs pairs} (written for every regime,
+    so a resumed sweep may add regimes)."""
+    for seed, entry in pairs.items():
+        lines = Path(entry["file"]).read_text(encoding="utf-8").splitlines(keepends=True)
+        entry["files"] = {}
+        for reg in regimes:
+            sub = out / "pairs" / f"{reg['name']}-seed-{seed}.jsonl"
+            text = "".join(lines[: reg["n_pairs"]])
+            if not sub.is_file() or sub.read_text(encoding="utf-8") != text:  # runs may be reading it
+                atomic_write_text(sub, text)
+            entry["files"][reg["name"]] = str(sub)
+    return pairs
+
+
+def _fit(world: World, rc, out: Path, seed: int, progress) -> dict:
+    """An SFT model of `world`'s base, saved under `out/reference/`."""
+    return train_reference(world, out, hidden_size=rc.hidden_size, num_layers=rc.num_layers, num_heads=rc.num_heads,
+                           steps=rc.steps, batch_size=rc.batch_size, lr=rc.lr, seed=seed, progress=progress)
+
+
+def _fit_behavior(world: World, rc, out: Path, progress) -> dict | None:
+    """The behaviour policy μ of a `behavior` world (an SFT model of its own base, in `out/behavior/`), else None."""
+    mu = world.behavior_world()
+    if mu is None:
+        return None
+    if progress:
+        progress("behaviour policy mu:")
+    return _fit(mu, rc, out / "behavior", rc.seed + 1, progress)
+
+
 def prepare(config: LabConfig, out: Path, *, progress=say) -> Prepared:
-    """World, SFT reference, pairs per seed and the reference's gold reward (large sample)."""
+    """World, SFT reference (and behaviour policy), pairs per seed and the reference's gold reward (large sample);
+    what `prepared.json` already holds for the same settings is reused, so a resumed sweep starts at once."""
     world = World(WorldParams(**dataclasses.asdict(config.world)))
-    rc = config.reference
+    regimes = resolve_regimes(config.regimes)
+    key = store.preparation_key(config, max(r["n_pairs"] for r in regimes))
+    saved = store.load_prepared(out, key) or {}
     t0 = time.time()
     with_threads = torch.get_num_threads()
-    ref = train_reference(world, out, hidden_size=rc.hidden_size, num_layers=rc.num_layers, num_heads=rc.num_heads,
-                          steps=rc.steps, batch_size=rc.batch_size, lr=rc.lr, seed=rc.seed, progress=progress)
-    regimes = resolve_regimes(config.regimes)
-    pairs = _pairs_per_seed(config, world, ref["path"], out, regimes)
+    ref = saved.get("reference") or _fit(world, config.reference, out, config.reference.seed, progress)
+    behavior = saved["behavior"] if "behavior" in saved else _fit_behavior(world, config.reference, out, progress)
+    pairs = {int(k): v for k, v in saved.get("pairs", {}).items()}
+    new_seeds = [s for s in config.seeds if int(s) not in pairs]
+    pairs.update(_pairs_per_seed(config, world, (behavior or ref)["path"], out, regimes, new_seeds))
+    pairs = _regime_files(pairs, out, regimes)
     write_eval_prompts(world, out / "eval_prompts.txt")
     s0 = pairs[int(config.seeds[0])]["stats"]
     if progress:
-        progress(f"pairs: {max(r['n_pairs'] for r in regimes)} per seed x {len(config.seeds)} seeds; chosen gold "
-                 f"{s0['gold_chosen']:.2f} vs rejected {s0['gold_rejected']:.2f}, lengths {s0['length_chosen']:.2f} vs "
-                 f"{s0['length_rejected']:.2f} ({time.time() - t0:.0f}s since start)")
-    ref_gold = reference_gold(world, ref["path"], n=512)
+        progress(f"pairs: {max(r['n_pairs'] for r in regimes)} per seed x {len(config.seeds)} seeds "
+                 f"({len(new_seeds)} new); chosen gold {s0['gold_chosen']:.2f} vs rejected {s0['gold_rejected']:.2f}, "
+                 f"lengths {s0['length_chosen']:.2f} vs {s0['length_rejected']:.2f} ({time.time() - t0:.0f}s since start)")
+    ref_gold = saved.get("reference_gold") or reference_gold(world, ref["path"], n=512)
+    store.save_prepared(out, key, {"reference": ref, "behavior": behavior, "pairs": pairs, "reference_gold": ref_gold})
     torch.set_num_threads(with_threads)
-    return Prepared(world, ref, pairs, ref_gold)
+    return Prepared(world, ref, {int(s): pairs[int(s)] for s in config.seeds}, ref_gold, behavior)
 
 
 def reference_gold(world, reference_dir, *, n: int = 512, seed: int = 99) -> dict:
@@ -208,16 +257,25 @@ def build_specs(config: LabConfig, out: Path, prep: Prepared) -> list[dict]:
 
 # ----------------------------------------------------------------------------- the output directory
 def _check_output(config: LabConfig) -> Path:
+    """The output directory: new, empty, a lab prepared with the same settings (resumed), or `overwrite`."""
     out = Path(config.output_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"option output_dir: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+    if not out.is_dir() or not any(out.iterdir()) or config.overwrite:
+        return out
+    previous = store.prepared_key_of(out)
+    if previous is None:
         raise InputError(f"option output_dir: {out} is not empty; pass --overwrite to replace its results, "
                          f"or choose another directory")
+    regimes = resolve_regimes(config.regimes)
+    if previous != store.preparation_key(config, max(r["n_pairs"] for r in regimes)):
+        raise InputError(f"option output_dir: {out} holds a lab prepared with other world / reference / pairs "
+                         f"settings; pass --overwrite to start it again, or choose another directory")
     return out
 
 
-OWNED = ("results.json", "results.csv", "report.md", "eval_prompts.txt", "reference", "pairs", "runs")
+OWNED = ("results.json", "results.csv", "report.md", "eval_prompts.txt", "reference", "behavior", "pairs", "runs",
+         store.PREPARED)
 
 
 def _clear_previous(out: Path) -> None:
@@ -232,19 +290,6 @@ def _clear_previous(out: Path) -> None:
             p.unlink()
     for p in list(out.glob("frontier_*.png")) + list(out.glob("over_steps_*.png")):
         p.unlink()
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
-def _write_results_json(results: dict, path: Path) -> Path:
-    """`results.json`: strict JSON (NaN/inf -> null), numpy numbers as numbers, paths as strings."""
-    return atomic_write_text(path, json.dumps(json_ready(results), indent=1, default=_json_default))
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -263,11 +308,27 @@ def _validated(config: LabConfig) -> LabConfig:
     return config
 
 
-def _run_all(specs: list[dict], workers: int, progress) -> list[dict]:
-    """Every run's record, longest runs first (so that the workers finish together); one progress line each."""
-    order = sorted(range(len(specs)), key=lambda i: -specs[i]["meta"]["steps"])
+def _run_all(specs: list[dict], workers: int, progress, *, run_missing: bool = True) -> list[dict]:
+    """Every run's record: those already recorded in the run directories, then the others run; one progress line
+    each."""
+    done = [rec for rec in map(store.load_record, specs) if rec is not None]
+    todo = [s for s in specs if store.load_record(s) is None]
+    if done:
+        progress(f"lab: {len(done)} of {len(specs)} runs already done (their records are reused)")
+    if not run_missing:
+        progress(f"lab: report only: {len(todo)} runs not done yet are left out")
+        return done
+    return done + _run_specs(todo, workers, progress)
+
+
+def _run_specs(specs: list[dict], workers: int, progress) -> list[dict]:
+    """Run `specs` on `workers` processes, longest runs first (so that the workers finish together), then seed by
+    seed (so that an interrupted sweep holds whole seeds of every method)."""
+    order = sorted(range(len(specs)), key=lambda i: (-specs[i]["meta"]["steps"], specs[i]["meta"]["seed"]))
     records: list[dict] = []
     n = len(specs)
+    if n == 0:
+        return records
     if workers == 1 or n == 1:
         torch.set_num_threads(1)
         for i in order:
@@ -296,7 +357,8 @@ def run_lab(config: LabConfig, *, progress=say) -> dict:
     progress = progress or (lambda *_: None)
     config = _validated(config)  # everything is validated before anything is written
     out = _check_output(config)
-    _clear_previous(out)
+    if config.overwrite:
+        _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
@@ -307,22 +369,25 @@ def run_lab(config: LabConfig, *, progress=say) -> dict:
     specs = build_specs(config, out, prep)
     progress(f"lab: {len(specs)} runs on {min(config.workers, len(specs))} worker(s) "
              f"({time.time() - t_start:.0f}s since start)")
-    records = _run_all(specs, config.workers, progress)
+    records = _run_all(specs, config.workers, progress, run_missing=not config.report_only)
     records.sort(key=lambda r: (r["regime"], r["method"], r["beta"], r["seed"]))
     results = {
         "config": dataclasses.asdict(config),
         "world": prep.world.describe(),
+        "why": prep.world.why(),
         "reference": prep.reference,
+        "behavior": prep.behavior,
         "reference_gold": prep.ref_gold,
         "pairs": {str(k): v["stats"] for k, v in prep.pairs.items()},
         "methods": resolve_methods(config.methods),
         "regimes": resolve_regimes(config.regimes),
         "runs": records,
+        "missing_runs": len(specs) - len(records),
         "wall_seconds": None,
     }
     results["wall_seconds"] = time.time() - t_start
     report = write_outputs(results, out)
     results["wall_seconds"] = time.time() - t_start
-    _write_results_json(results, out / "results.json")
+    store.write_json(results, out / "results.json")
     progress(f"lab: done in {results['wall_seconds'] / 60:.1f} min; report: {report}")
     return results

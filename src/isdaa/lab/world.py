@@ -42,6 +42,7 @@ steps); 5e-5 with 1000 steps of 32 pairs over 1000 pairs (32 epochs) shows the w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -59,6 +60,8 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "farm": ("cow", "barn", "wheat", "hen", "tractor", "hay"),
 }
 STYLES: tuple[str, ...] = ("today", "please", "now", "again")
+# The junk world's words (`junk_words` of them, in this order): fillers no topic wants.
+JUNK: tuple[str, ...] = ("um", "uh", "like", "basically", "literally", "whatever", "stuff", "thing")
 # The (topic, style) combination of each topic kept out of the training pairs, for evaluation.
 HELD_OUT_STYLE = "again"
 
@@ -76,20 +79,38 @@ class World:
             raise ValueError(f"p_target must be in (0, 1), got {p.p_target}")
         if not 0 < p.p_stop < 1:
             raise ValueError(f"p_stop must be in (0, 1), got {p.p_stop}")
-        if p.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {p.max_len}")
+        if not 1 <= p.min_len <= p.max_len:
+            raise ValueError(f"need 1 <= min_len <= max_len, got min_len {p.min_len}, max_len {p.max_len}")
+        _check_kind(p)
         self.params = p
         self.topics = list(TOPICS)
         self.styles = list(STYLES)
-        self.words = [w for t in self.topics for w in TOPICS[t]]  # the response vocabulary
+        self.junk = list(JUNK[: p.junk_words])
+        self.words = [w for t in self.topics for w in TOPICS[t]] + self.junk  # the response vocabulary
         self.word_index = {w: i for i, w in enumerate(self.words)}
-        n = len(self.words)
-        # q[k, j]: base probability of word j for topic k
-        self.q = np.zeros((len(self.topics), n))
+        self.q = self._word_probabilities()
+
+    def _word_probabilities(self) -> np.ndarray:
+        """q[k, j]: base probability of word j for topic k — own targets p_target in all, junk words p_junk in
+        all, the other topics' words the rest, each group split evenly."""
+        p = self.params
+        n, n_junk = len(self.words), len(self.junk)
+        q = np.zeros((len(self.topics), n))
         for k, topic in enumerate(self.topics):
             own = [self.word_index[w] for w in TOPICS[topic]]
-            self.q[k, :] = (1 - p.p_target) / (n - len(own))
-            self.q[k, own] = p.p_target / len(own)
+            q[k, :] = (1 - p.p_target - (p.p_junk if n_junk else 0.0)) / (n - len(own) - n_junk)
+            q[k, own] = p.p_target / len(own)
+            if n_junk:
+                q[k, n - n_junk:] = p.p_junk / n_junk
+        return q
+
+    def behavior_world(self) -> "World | None":
+        """The world whose base the behaviour policy μ imitates (kind `behavior`), or None when μ = π_ref."""
+        p = self.params
+        if p.kind != "behavior":
+            return None
+        return World(dataclasses.replace(p, kind="topics", p_target=p.behavior_p_target or p.p_target,
+                                         p_stop=p.behavior_p_stop or p.p_stop))
 
     # ------------------------------------------------------------------ vocabulary and prompts
     def vocabulary(self) -> list[str]:
@@ -131,6 +152,8 @@ class World:
             c = words.count(target)
             if c:
                 reward += 1.0 - p.rep_penalty * (c - 1)
+        if self.junk:
+            reward -= p.junk_penalty * sum(w in self.junk for w in words)
         return float(reward - p.len_penalty * max(0, len(words) - p.len_free))
 
     # ------------------------------------------------------------------ base distribution
@@ -138,8 +161,8 @@ class World:
         """n responses (lists of words) from the base distribution for `prompt`."""
         p = self.params
         k = self.topics.index(self.topic_of(prompt))
-        # L = 1 + Geometric(stops after each word with prob p_stop), truncated at max_len
-        lengths = np.minimum(rng.geometric(p.p_stop, size=n), p.max_len)
+        # L = min_len − 1 + Geometric(stops after each word with prob p_stop), truncated at max_len
+        lengths = np.minimum(rng.geometric(p.p_stop, size=n) + (p.min_len - 1), p.max_len)
         idx = rng.choice(len(self.words), size=(n, p.max_len), p=self.q[k])
         return [[self.words[i] for i in row[:length]] for row, length in zip(idx, lengths)]
 
@@ -148,11 +171,11 @@ class World:
         p = self.params
         words = response.split() if isinstance(response, str) else list(response)
         length = len(words)
-        if length < 1 or length > p.max_len or any(w not in self.word_index for w in words):
+        if length < p.min_len or length > p.max_len or any(w not in self.word_index for w in words):
             return -math.inf
         k = self.topics.index(self.topic_of(prompt))
         lp = float(sum(math.log(self.q[k, self.word_index[w]]) for w in words))
-        lp += (length - 1) * math.log(1 - p.p_stop)
+        lp += (length - p.min_len) * math.log(1 - p.p_stop)
         if length < p.max_len:
             lp += math.log(p.p_stop)
         return lp
@@ -169,21 +192,90 @@ class World:
         p = self.params
         k = len(next(iter(TOPICS.values())))
         topics = "; ".join(f"{t} → {', '.join(TOPICS[t])}" for t in self.topics)
-        mean_len = sum((1 - p.p_stop) ** i for i in range(p.max_len))
-        return (
+        n_other = len(self.words) - k - len(self.junk)
+        junk = (f"; one of the {len(self.junk)} junk words ({', '.join(self.junk)}) with total probability {p.p_junk}"
+                if self.junk else "")
+        junk_cost = f" − {p.junk_penalty}·(junk words)" if self.junk else ""
+        lines = [
+            f"- Kind: `{p.kind}`.",
             f"- Prompts: `<topic> <style>`, {len(self.topics)} topics × {len(self.styles)} style words "
             f"(the style word changes nothing); training prompts use {len(self.styles) - 1} styles, evaluation the "
-            f"held-out combinations `<topic> {HELD_OUT_STYLE}`.\n"
-            f"- Topics and their {k} target words: {topics}.\n"
-            f"- Base distribution (what the reference imitates): at least one word, stop after each word with "
-            f"probability {p.p_stop} (mean length {mean_len:.2f}), at most {p.max_len} words; each word i.i.d.: one "
-            f"of the prompt's {k} targets with total probability {p.p_target}, otherwise uniform over the other "
-            f"{len(self.words) - k} topic words.\n"
+            f"held-out combinations `<topic> {HELD_OUT_STYLE}`.",
+            f"- Topics and their {k} target words: {topics}.",
+            f"- Base distribution (what the reference imitates): {_length_text(p)}; each word i.i.d.: one of the "
+            f"prompt's {k} targets with total probability {p.p_target}{junk}, otherwise uniform over the other "
+            f"{n_other} topic words.",
             f"- Gold reward (exact): r = Σ over the prompt's targets present of (1 − {p.rep_penalty}·(copies − 1)) − "
-            f"{p.len_penalty}·max(0, length − {p.len_free}); i.e. each target word counts once, every extra copy "
-            f"costs {p.rep_penalty}, every word beyond {p.len_free} costs {p.len_penalty}; maximum {k} (all targets "
-            f"once). Other words (other topics' words, prompt words, special tokens) earn nothing."
-        )
+            f"{p.len_penalty}·max(0, length − {p.len_free}){junk_cost}; i.e. each target word counts once, every extra "
+            f"copy costs {p.rep_penalty}, every word beyond {p.len_free} costs {p.len_penalty}"
+            + (f", every junk word costs {p.junk_penalty}" if self.junk else "")
+            + f"; maximum {k} (all targets once). Other words (other topics' words, prompt words, special tokens) "
+            f"earn nothing.",
+        ]
+        mu = self.behavior_world()
+        if mu is not None:
+            lines.append(f"- Behaviour policy μ (generates the preference data; not the reference): a second tiny "
+                         f"Llama fitted to the same base with p_target {mu.params.p_target} and p_stop "
+                         f"{mu.params.p_stop}; the pairs carry μ's log-probs as `behavior_*_logps`.")
+        return "\n".join(lines)
+
+    def why(self) -> str:
+        """The report's paragraph "why over-optimization happens here" for this world's kind."""
+        return WHY_OVEROPTIMIZES[self.params.kind]
+
+
+def _length_text(p: WorldParams) -> str:
+    if p.min_len == p.max_len:
+        return f"exactly {p.max_len} words"
+    mean_len = p.min_len + sum((1 - p.p_stop) ** i for i in range(1, p.max_len - p.min_len + 1))
+    least = "at least one word" if p.min_len == 1 else f"at least {p.min_len} words"
+    return (f"{least}, stop after each word with probability {p.p_stop} (mean length {mean_len:.2f}), at most "
+            f"{p.max_len} words")
+
+
+def _check_kind(p: WorldParams) -> None:
+    """ValueError when a kind lacks what defines it (junk words, a behaviour policy that differs)."""
+    if p.kind == "junk" and not (p.junk_words and p.p_junk > 0 and p.junk_penalty > 0):
+        raise ValueError("world kind 'junk' needs junk_words >= 1, p_junk > 0 and junk_penalty > 0")
+    if p.junk_words > len(JUNK):
+        raise ValueError(f"junk_words must be <= {len(JUNK)}, got {p.junk_words}")
+    if p.kind == "behavior" and not (p.behavior_p_target or p.behavior_p_stop):
+        raise ValueError("world kind 'behavior' needs behavior_p_target or behavior_p_stop (> 0, μ's base)")
+    if p.p_target + (p.p_junk if p.junk_words else 0.0) >= 1:
+        raise ValueError("p_target + p_junk must be < 1")
+
+
+WHY_OVEROPTIMIZES = {
+    "topics": """**Why over-optimization happens here.** Near the data (reference samples: about 3 words, rarely a
+repeated target, never beyond 12 words) the gold reward grows with the number of target words, and longer
+responses hold more of them, so the Bradley–Terry labels reward target words and length almost linearly. The
+penalties act on features the data hardly cover (repeated targets, more than 12 words), and nothing in the data
+constrains tokens that never occur in a response at all (the prompt's own words, the special tokens). A DAA
+fits its implicit reward β·log π/π_ref by pushing the likelihood of the data's responses around — and with a
+small β and many passes over few pairs it keeps going long after the pairs are separated: both the chosen and
+the rejected responses lose likelihood, and the freed mass lands on responses outside the data's support
+(longer, repeating targets, then tokens no response ever contained). The gold reward first rises (more target
+words), then falls (repetition, length, off-support words) while the KL to the reference keeps growing. The
+table "What the policy looks like" below shows the measured mix.""",
+    "junk": """**Why over-optimization happens here.** Every reference response has exactly the same number of
+words, so a longer response is impossible and length cannot be bought. The gold reward counts distinct target
+words (repeats are worth nothing, but cost nothing) and punishes junk words (fillers the reference rarely emits),
+so the labels reward distinct targets and punish junk. What the data never show is a response that ends early
+(the reference never stops before the fixed length) or one that piles up copies of one target. A DAA with a
+small β keeps lowering the likelihood of the chosen and the rejected responses after the pairs are separated,
+and the freed mass goes where the data do not pin it down: an early end-of-sequence and repeated targets (and,
+if a method lets them, junk words). The gold first rises (more distinct targets), then falls as responses
+shorten and repeat, with the KL still growing. The exploit is a token the data never show at that place (an
+early EOS), not a longer response; the mechanism table shows the measured lengths and repeats.""",
+    "behavior": """**Why over-optimization happens here.** The gold reward is the topics world's, but the preference
+data were not sampled from the reference: a behaviour policy μ (imitating a base with fewer target words and
+longer responses) generated them, and their labels are noisier (a higher Bradley–Terry temperature). The data
+therefore sit partly where the reference rarely goes (long responses near the length penalty), and each label
+carries less signal. A DAA still fits β·log π/π_ref on these pairs; with a small β and many passes it drifts
+as in the topics world — likelihood of both responses falls and mass moves off the data — and the noisy labels
+give it less to stop on. For the IS weights this is the case the paper's behaviour columns exist for: the weight
+is π_θ/μ, not π_θ/π_ref, so it is not 1 at step 0 (the reference already differs from μ).""",
+}
 
 
 def lab_scorer(world: World, tokenizer=None):

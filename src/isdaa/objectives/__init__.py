@@ -11,6 +11,7 @@ from ._validate import ObjectiveArgumentError
 from .loss_registry import LOSS_KINDS, LOSSES, preference_loss
 from .metrics import preference_metrics
 from .objective import ObjectiveOutput, daa_objective
+from .recommended import RECOMMENDED
 from .regularizers import sft_loss
 from .stats import effective_sample_size, weight_stats
 from .weights import (
@@ -23,6 +24,7 @@ from .weights import (
 
 __all__ = [
     "LOSSES",
+    "RECOMMENDED",
     "LOSS_KINDS",
     "WEIGHTINGS",
     "WEIGHT_MODES",

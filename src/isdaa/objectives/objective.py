@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 import torch
 
 from ._validate import ObjectiveArgumentError, as_number, check_finite, check_positive, check_vectors
-from .loss_registry import preference_loss
+from .curvature import curvature_weighted, linear_part
+from .loss_registry import LOSSES, preference_loss
 from .metrics import preference_metrics
 from .regularizers import sft_loss
 from .stats import weight_stats
-from .weights import clip_bounds, importance_weights, log_importance_weights, weighting_kwargs
+from .tempering import check_ess_target, ess_temperature
+from .weights import CURVATURE_ONLY, clip_bounds, importance_weights, log_importance_weights, weighting_kwargs
 
 
 @dataclass
@@ -55,11 +57,14 @@ def _user_weights(user_weights: torch.Tensor | None, like: torch.Tensor) -> torc
     return u
 
 
-def _checked_arguments(beta, eps, weighting: str, sft_eta) -> tuple[float, float, dict | None, float]:
+def _checked_arguments(beta, eps, weighting: str, sft_eta, loss: str) -> tuple[float, float, dict | None, float]:
     """β, ε, the keyword arguments of `weighting` (None for "none") and η, checked."""
     beta = check_positive("beta", beta)
     eps = check_positive("eps", eps)
     weighting_kw = weighting_kwargs(weighting)
+    if weighting in CURVATURE_ONLY and loss in LOSSES and not LOSSES[loss].needs_reference:
+        raise ObjectiveArgumentError("weighting", f"weighting '{weighting}' weights the curvature of a loss around "
+                                                  f"the reference; loss '{loss}' has no reference")
     sft_eta = as_number("sft_eta", sft_eta, argument="sft_eta")
     if not sft_eta >= 0.0 or sft_eta == float("inf"):
         raise ObjectiveArgumentError("sft_eta", f"sft_eta must be a finite number >= 0, got {sft_eta!r}")
@@ -90,7 +95,8 @@ def _pair_weights(
     lengths: dict,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights, raw log weights), both (B,) and detached. Weighting "none": ones, and the paper's pair
-    log weight for the logs. A diverged (non-finite) policy gives NaN weights, not an error."""
+    log weight for the logs. A diverged (non-finite) policy gives NaN weights, not an error.
+    `weighting_kw`: keyword arguments of `importance_weights` (ess_target, global_log_weights included)."""
     if weighting_kw is None:
         weights = torch.ones_like(losses).detach()
         if behaviour[0] is None:
@@ -106,9 +112,40 @@ def _pair_weights(
     return torch.full_like(raw, float("nan")), raw
 
 
+def _importance_kwargs(weighting_kw: dict | None, ess_target: float, global_log_weights) -> dict | None:
+    """The keyword arguments of `importance_weights` for a weighting (its own, plus the ESS target and the global
+    batch's log weights where it tempers or self-normalises); None for "none"."""
+    if weighting_kw is None:
+        return None
+    kw = dict(weighting_kw)
+    if kw.get("ess_tempered"):
+        kw["ess_target"] = ess_target
+    if global_log_weights is not None and (kw.get("ess_tempered") or kw.get("self_normalize")):
+        kw["global_log_weights"] = global_log_weights
+    return kw
+
+
+def _alpha(raw: torch.Tensor, kw: dict, eps: float) -> float:
+    """The tempering exponent α that `importance_weights` used (for the logs: `weights/alpha`)."""
+    lower, upper = clip_bounds(eps=eps, mode=kw["mode"], lower_clip=kw.get("lower_clip", False))
+    over = kw.get("global_log_weights", raw)
+    return ess_temperature(over.detach().to(raw.dtype).clamp(min=lower, max=upper), kw["ess_target"])
+
+
+def _weighted_losses(losses, weights, weighting, *, loss, beta, pc, pr, ref, lengths, hparams) -> torch.Tensor:
+    """w_i·ℓ_i, or for a curvature-only weighting ℓ_i(0) + g_i·Δ_i + w_i·R_i (`isdaa.objectives.curvature`)."""
+    if weighting not in CURVATURE_ONLY:
+        return weights * losses
+
+    def loss_at(chosen, rejected):
+        return preference_loss(loss, chosen, rejected, *ref, beta=beta, **lengths, **hparams)
+
+    l0, linear = linear_part(loss_at, pc, pr, *ref)
+    return curvature_weighted(losses, weights, l0, linear)
+
+
 def _weighted_terms(
-    losses: torch.Tensor,
-    weights: torch.Tensor,
+    weighted: torch.Tensor,
     user_weights: torch.Tensor | None,
     policy_chosen_logps: torch.Tensor,
     *,
@@ -117,9 +154,10 @@ def _weighted_terms(
     chosen_lengths: torch.Tensor | None,
     sft_token_mean: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(per-example terms w_i · u_i · ℓ_i + η·β·sft_i, the SFT term sft_i or None when η = 0), both (B,)."""
-    terms = weights * losses
-    u = _user_weights(user_weights, losses.detach())
+    """(per-example terms u_i · (w_i · ℓ_i) + η·β·sft_i, the SFT term sft_i or None when η = 0), both (B,);
+    `weighted` = the importance-weighted losses."""
+    terms = weighted
+    u = _user_weights(user_weights, weighted.detach())
     if u is not None:
         terms = terms * u
     if sft_eta > 0.0:
@@ -156,6 +194,8 @@ def daa_objective(
     sft_eta: float = 0.0,
     sft_token_mean: bool = False,
     loss_hparams: dict | None = None,
+    ess_target: float = 0.5,
+    global_log_weights: torch.Tensor | None = None,
 ) -> ObjectiveOutput:
     """(Importance-weighted) DAA objective for one batch of B pairs; all log-probs (B,) summed.
 
@@ -165,8 +205,12 @@ def daa_objective(
     `sft_token_mean`). Bad arguments raise ObjectiveArgumentError (its `.argument` names which), bad or
     non-finite behaviour log-probs ValueError; non-finite POLICY log-probs (a diverged model) are not an
     input error: they give a NaN loss and NaN weights, which the trainer handles.
+    `ess_target`: the ESS that the tempered weightings ("is_ess", "is_ess_norm", "is_curv") keep (logged:
+    `weights/alpha`); `global_log_weights`: the raw pair log weights of the global batch under DDP (see
+    `importance_weights`).
     """
-    beta, eps, weighting_kw, sft_eta = _checked_arguments(beta, eps, weighting, sft_eta)
+    beta, eps, weighting_kw, sft_eta = _checked_arguments(beta, eps, weighting, sft_eta, loss)
+    ess_target = check_ess_target(ess_target)
     behaviour = _behaviour_logps(behavior_chosen_logps, behavior_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     pc, pr = policy_chosen_logps, policy_rejected_logps
     n = check_vectors(
@@ -178,15 +222,20 @@ def daa_objective(
         behavior_rejected_logps=behaviour[1],
     )
     lengths = {"chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}
-    losses = preference_loss(loss, pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths,
-                             **(loss_hparams or {}))
-    weights, raw = _pair_weights(losses, pc, pr, behaviour, weighting_kw, eps, lengths)
-    terms, sft = _weighted_terms(losses, weights, user_weights, pc, beta=beta, sft_eta=sft_eta,
+    hparams = loss_hparams or {}
+    losses = preference_loss(loss, pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths, **hparams)
+    importance_kw = _importance_kwargs(weighting_kw, ess_target, global_log_weights)
+    weights, raw = _pair_weights(losses, pc, pr, behaviour, importance_kw, eps, lengths)
+    weighted = _weighted_losses(losses, weights, weighting, loss=loss, beta=beta, pc=pc, pr=pr,
+                                ref=(ref_chosen_logps, ref_rejected_logps), lengths=lengths, hparams=hparams)
+    terms, sft = _weighted_terms(weighted, user_weights, pc, beta=beta, sft_eta=sft_eta,
                                  chosen_lengths=chosen_lengths, sft_token_mean=sft_token_mean)
     loss_sum = terms.sum()
     total = loss_sum / n
     mode = "pair" if weighting_kw is None else weighting_kw["mode"]
     metrics = _loss_and_weight_metrics(total, losses, sft, weights, raw, eps=eps, mode=mode)
+    if importance_kw and importance_kw.get("ess_tempered") and bool(torch.isfinite(raw).all()):
+        metrics["weights/alpha"] = _alpha(raw, importance_kw, eps)
     metrics.update(preference_metrics(pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths))
     return ObjectiveOutput(
         loss=total, losses=losses, weights=weights, metrics=metrics, loss_sum=loss_sum, raw_log_weights=raw

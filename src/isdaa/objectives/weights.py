@@ -10,11 +10,10 @@ through it. The other modes and options are ours, for ablations; `WEIGHTINGS` na
 All weights here are computed in log space and detached.
 """
 
-import math
-
 import torch
 
 from ._validate import check_choice, check_finite, check_positive, check_vectors, lengths_as
+from .tempering import ess_temperature, normalize_to_mean_one
 
 WEIGHT_MODES: tuple[str, ...] = ("pair", "token_mean", "wpo")
 
@@ -26,7 +25,13 @@ WEIGHTINGS: dict[str, dict | None] = {
     "is_two_sided": {"mode": "pair", "lower_clip": True},
     "is_self_norm": {"mode": "pair", "self_normalize": True},
     "wpo": {"mode": "wpo"},
+    # ours, from the lab's ESS collapse (isdaa.objectives.tempering, isdaa.objectives.curvature):
+    "is_ess": {"mode": "pair", "ess_tempered": True},  # w = exp(α·c), α the largest with ESS >= target
+    "is_ess_norm": {"mode": "pair", "ess_tempered": True, "self_normalize": True},  # ... divided by its batch mean
+    "is_curv": {"mode": "pair", "ess_tempered": True, "self_normalize": True},  # on the loss's curvature only
 }
+# Weightings applied to the curvature part of the loss only (`isdaa.objectives.curvature`), not to the whole loss.
+CURVATURE_ONLY: frozenset[str] = frozenset({"is_curv"})
 
 
 def weighting_kwargs(name: str) -> dict | None:
@@ -93,6 +98,9 @@ def importance_weights(
     mode: str = "pair",
     lower_clip: bool = False,
     self_normalize: bool = False,
+    ess_tempered: bool = False,
+    ess_target: float = 0.5,
+    global_log_weights: torch.Tensor | None = None,
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -104,6 +112,10 @@ def importance_weights(
     Options (ours): `lower_clip` clamps the log weight to [−2ε, 2ε] (two-sided clip);
     `self_normalize` returns w / mean_batch(w), done in log space (w_i = exp(c_i − logsumexp(c) + log B)
     for clamped log weights c), so it cannot underflow to all zeros: the largest weight is ≥ 1.
+    `ess_tempered` (ours, `isdaa.objectives.tempering`): w = exp(α·c) with α the largest in [0, 1] such that
+    the batch's ESS ≥ `ess_target`. `global_log_weights`: the raw log weights of the GLOBAL batch (all processes,
+    this one's included) — α and the self-normalising mean are then computed over it, so N processes weight
+    their shards exactly as one process weights the whole batch.
     `mode="wpo"` caps the weight at 1 (log weight clipped at 0) and ignores the behaviour log-probs.
     Raises ObjectiveArgumentError for ε ≤ 0; ValueError for an unknown mode, missing lengths, or NaN/±inf
     inputs.
@@ -129,6 +141,12 @@ def importance_weights(
         check_finite(name, t.detach(), what)
     lower, upper = clip_bounds(eps=eps, mode=mode, lower_clip=lower_clip)
     log_w = raw.clamp(min=lower, max=upper)
+    over = None
+    if global_log_weights is not None:
+        over = global_log_weights.detach().to(log_w.dtype).clamp(min=lower, max=upper)
+    if ess_tempered:
+        alpha = ess_temperature(log_w if over is None else over, ess_target)
+        log_w, over = alpha * log_w, (None if over is None else alpha * over)
     if self_normalize:
-        log_w = log_w - (torch.logsumexp(log_w, dim=0) - math.log(log_w.numel()))
+        log_w = normalize_to_mean_one(log_w, over)
     return torch.exp(log_w)

@@ -6,6 +6,10 @@ plus `trainer_state.json` (step, epoch, data position), written last. It is firs
 never read (and is reported and removed on the next start). Deleting a checkpoint (keep-last pruning,
 or replacing one of the same step) removes its state file first, so a crash midway leaves a torn one
 too, never one that looks complete but lacks files. Only the newest `keep_last` are kept.
+
+Durable: every file of `step-N.tmp-write` is fsynced before the rename and `checkpoints/` after it, so after a
+power cut a `step-N` directory is complete. A write that fails (disk full, I/O error) removes the temporary
+directory and raises `WriteFailed` (one line naming the previous checkpoint, which is untouched).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import re
 import shutil
 from pathlib import Path
+
+from isdaa.training.runtime import durable_rename, failing_write
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -73,23 +79,36 @@ def read_state(path: str | Path) -> dict:
     return json.loads((Path(path) / STATE_FILE).read_text())
 
 
+def resume_advice(run_dir: str | Path) -> str:
+    """What to do after a failed write: resume from the newest complete checkpoint, or start over."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return "no complete checkpoint to resume from: free space, then run the same command with --overwrite"
+    return f"the checkpoint {latest} is intact: free space, then run the same command to resume from it"
+
+
 def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, keep_last: int) -> Path | None:
-    """Write `step-N` atomically (all processes must call it; the main process renames and prunes)."""
+    """Write `step-N` atomically and durably (all processes must call it; the main process renames and
+    prunes). `WriteFailed` if it cannot be written (the temporary directory removed)."""
     root = checkpoint_dir(run_dir)
     final = root / f"step-{step}"
     tmp = root / f"step-{step}.tmp-write"
+    advice = resume_advice(run_dir)
     if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
+        with failing_write("checkpoint", final, advice):
+            root.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    with failing_write("checkpoint", final, advice, temporary=tmp):
+        accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
-        if final.exists():
-            _remove(final)
-        tmp.rename(final)
+        with failing_write("checkpoint", final, advice, temporary=tmp):
+            (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}))
+            if final.exists():
+                _remove(final)
+            durable_rename(tmp, final)
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
             _remove(old)
     accelerator.wait_for_everyone()

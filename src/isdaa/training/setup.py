@@ -1,14 +1,21 @@
 """Everything a training run checks before it writes a byte: config names, model source, tokenizer,
-data (every row), and the output directory (resume / overwrite / writable).
+data (every row), and the output directory (resume / overwrite / writable / not in use by another run).
+
+One run per output directory: the main process holds an exclusive lock on `<output_dir>/.lock`
+(`DirectoryLock`) from before it touches anything there to the end of the run; a second run on the
+directory exits 2 naming the process that holds it, and writes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from accelerate.utils import broadcast_object_list
 
 from isdaa.config import TrainConfig
 from isdaa.data import load_rows, tokenize_rows
@@ -16,9 +23,9 @@ from isdaa.errors import InputError
 from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.objective import check_objective
-from isdaa.training.runtime import process_state
+from isdaa.training.runtime import DirectoryLock, process_state
 
-RUN_OUTPUTS = ("checkpoints", "final", "metrics.jsonl", "config.yaml", "ref-cache")
+RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.jsonl", "config.yaml", "ref-cache")
 
 
 @dataclass
@@ -138,18 +145,52 @@ def _clear_for_fresh_start(config: TrainConfig, run_dir: Path, is_main_process: 
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
 
 
-def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> None:
-    """Decide fresh start vs resume, then create the directory. InputError if the directory is in the way."""
+def _lock(run_dir: Path, state) -> DirectoryLock:
+    """The lock of `run_dir`, taken by the main process (creating the directory); InputError on every process
+    when another run holds it."""
+    lock, problem = DirectoryLock(run_dir), None
+    if state.is_main_process:
+        try:
+            holder = lock.acquire()
+        except OSError as exc:
+            holder, problem = None, f"cannot be locked ({lock.path}: {exc.strerror})"
+        if holder is not None:
+            problem = f"is in use by another isdaa run ({holder}); wait for it to end or choose another output_dir"
+    if state.num_processes > 1:
+        problem = broadcast_object_list([problem])[0]
+    if problem is not None:
+        raise InputError(f"option output_dir: {run_dir} {problem}")
+    return lock
+
+
+def _has_outputs(run_dir: Path) -> bool:
+    """Whether `run_dir` holds anything but the lock file."""
+    return run_dir.is_dir() and any(p.name != DirectoryLock.NAME for p in run_dir.iterdir())
+
+
+def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> DirectoryLock:
+    """Lock the directory, decide fresh start vs resume, then create it. InputError if the directory is in the
+    way or in use (then it is left as it was). Returns the lock: release it (`with`) when the run ends."""
     state = process_state()
     run_dir = inputs.run_dir
     _check_locations(config, inputs, state.num_processes)
-    inputs.resume_from = _resume_point(config, run_dir, state.is_main_process)
-    if inputs.resume_from is None and run_dir.is_dir() and any(run_dir.iterdir()):
-        _clear_for_fresh_start(config, run_dir, state.is_main_process)
+    existed = run_dir.is_dir()
+    lock = _lock(run_dir, state)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=run_dir).close()
-    except OSError as exc:
-        raise InputError(f"option output_dir: cannot write in {run_dir} ({exc.strerror})") from None
+        inputs.resume_from = _resume_point(config, run_dir, state.is_main_process)
+        if inputs.resume_from is None and _has_outputs(run_dir):
+            _clear_for_fresh_start(config, run_dir, state.is_main_process)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=run_dir).close()
+        except OSError as exc:
+            raise InputError(f"option output_dir: cannot write in {run_dir} ({exc.strerror})") from None
+    except BaseException:
+        lock.release()
+        if not existed and state.is_main_process:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # created for the lock only, so left as it was: absent
+        raise
     if inputs.resume_from is not None and state.is_main_process:
         print(f"isdaa: resuming from {inputs.resume_from} (step {ckpt.read_state(inputs.resume_from).get('step')})")
+    return lock

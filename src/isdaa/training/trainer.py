@@ -18,25 +18,28 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
 from isdaa.config import TrainConfig, save_config
 from isdaa.data import SHARED_KEYS, collate, collate_shared
-from isdaa.errors import InputError, TrainingStopped
+from isdaa.errors import InputError, RunInterrupted, TrainingStopped
 from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput
 from isdaa.training import checkpoint as ckpt
-from isdaa.training.callbacks import call_hook, has_hook
+from isdaa.training.callbacks import RunHandle, call_hook, has_hook, requested_stop
 from isdaa.training.data_order import epoch_batches
 from isdaa.training.final_model import save_final
+from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.objective import run_objective
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
 from isdaa.training.runlog import MetricsLog, aggregate
 from isdaa.training.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
+from isdaa.training.signals import StopSignals, exit_code, stop_message
 
 # Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
 # on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
@@ -53,6 +56,7 @@ class TrainResult:
     steps: int
     skipped_steps: int
     history: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None  # set when a callback ended the run early (`stop_requested`)
 
 
 @dataclass
@@ -111,14 +115,22 @@ class Trainer:
             log_with=config.trackers or None, project_dir=str(inputs.run_dir),
         )
         self.global_batch = config.batch_size * self.acc.num_processes * config.grad_accum
+        self.signals = StopSignals()
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        """Set up, train from the first step not done yet up to the last, and finish."""
+        """Set up, then train and finish, SIGTERM / SIGUSR1 / Ctrl-C deferred to the end of a step (`signals.py`)."""
         self.setup()
+        with self.signals:
+            return self._train_and_finish()
+
+    def _train_and_finish(self) -> TrainResult:
+        """Train from the first step not done yet up to the last, and finish."""
         bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", disable=not self._bars(),
                    dynamic_ncols=True)
         for step in range(self.start_step, self.total_steps):
+            if self.stop_reason is not None:
+                break
             epoch = self._enter_epoch(step)
             outcome = self.optimizer_step()
             done = step + 1
@@ -126,6 +138,7 @@ class Trainer:
                 self.log_step(done, outcome, bar)
             bar.update(1)
             self.after_step(done, epoch, bar)
+            self.step_end(done, epoch)
         bar.close()
         return self.finish()
 
@@ -146,7 +159,8 @@ class Trainer:
             tokens += _batch_tokens(batch)
         norm = acc.clip_grad_norm_(self.policy.parameters(), cfg.optim.max_grad_norm or float("inf"))
         finite &= bool(torch.isfinite(torch.as_tensor(norm)))
-        finite = bool(acc.reduce(torch.tensor(float(finite), device=acc.device), "min") > 0)
+        # finite on every process (accelerate's reduce sums: a sum of "not finite" flags of 0)
+        finite = bool(acc.reduce(torch.tensor(float(not finite), device=acc.device), "sum") == 0)
         if finite:
             self.optimizer.step()
         self._count_step(finite)
@@ -162,7 +176,7 @@ class Trainer:
         policy = _pair_logps(self.policy, batch)
         ref_chosen, ref_rejected = self._reference_of(batch)
         return run_objective(
-            self.cfg.objective,
+            self.cfg.objective, gather=self.acc.gather if self.acc.num_processes > 1 else None,
             policy_chosen_logps=policy["chosen_logps"], policy_rejected_logps=policy["rejected_logps"],
             ref_chosen_logps=ref_chosen, ref_rejected_logps=ref_rejected,
             behavior_chosen_logps=batch.get("behavior_chosen_logps"),
@@ -236,18 +250,60 @@ class Trainer:
                 f"stopped at step {step}: {self.trainer_state['bad_streak']} consecutive steps with a non-finite "
                 f"loss or gradient (checkpoint saved to {path}); lower the learning rate or check the data"
             )
+        if step < self.total_steps:
+            self._stop_if_signalled(step, epoch, bar)
         if cfg.save_every and step % cfg.save_every == 0 and step < self.total_steps:
             self.save_checkpoint(step, epoch)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
             self.evaluate(step)
+
+    def _stop_if_signalled(self, step: int, epoch: int, bar) -> None:
+        """After a SIGTERM / SIGUSR1 / Ctrl-C on any process (the same step on all): a checkpoint of this step,
+        then `RunInterrupted` (exit 128 + the signal number). At the last step the run just finishes."""
+        signum = self.signals.received_by_any(self.acc)
+        if signum is None:
+            return
+        path = self.save_checkpoint(step, epoch)
+        bar.close()
+        raise RunInterrupted(stop_message(signum, step, path), exit_code(signum))
 
     def save_checkpoint(self, step: int, epoch: int) -> Path:
         """`checkpoints/step-N/`: accelerate's state plus the trainer's counters and epoch (atomic)."""
         state = {**self.trainer_state, "epoch": epoch}
         return ckpt.save_checkpoint(self.acc, self.run_dir, step, state, self.cfg.keep_last)
 
+    def step_end(self, step: int, epoch: int) -> None:
+        """The `on_step_end` hook on every process, then a stop if a callback asked for one on any process:
+        a checkpoint of the step (unless it is the last or already saved) and the reason in `metrics.jsonl`."""
+        if not has_hook(self.callbacks, "on_step_end"):
+            return
+        self.handle.model.eval()
+        call_hook(self.callbacks, "on_step_end", step, self.handle)
+        self.handle.model.train()
+        reason = requested_stop(self.callbacks)
+        wanted = self.acc.reduce(torch.tensor(float(reason is not None), device=self.acc.device), "max") > 0
+        if not wanted:
+            return
+        self.stop_reason, self.last_step = reason or "a callback on another process asked to stop", step
+        saved = self.cfg.save_every and step % self.cfg.save_every == 0
+        if step < self.total_steps and not saved:
+            self.save_checkpoint(step, epoch)
+        if step < self.total_steps:
+            self.stop_reason += f"; checkpoint {ckpt.checkpoint_dir(self.run_dir) / f'step-{step}'}"
+        self.log.write({"step": step, "stop_reason": self.stop_reason})
+
+    def log_extra(self, step: int, metrics: dict) -> None:
+        """A callback's record of step `step` (e.g. `monitor/...`) to `metrics.jsonl` and the trackers."""
+        self.log.write({"step": step, **metrics})
+        self.acc.log(metrics, step=step)
+
+    def save_model(self, name: str) -> Path:
+        """The policy as `<run_dir>/<name>/`, written like `final/` (collective)."""
+        return save_final(self.acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, name=name)
+
     def evaluate(self, step: int) -> None:
         """Held-out preference metrics (`eval/` keys, logged) and the `on_eval` hook, then a barrier."""
+        self.evaluated_step = step
         metrics = self._held_out()
         if metrics:
             self.log.write({"step": step, **metrics})
@@ -303,8 +359,12 @@ class Trainer:
             acc.init_trackers(self.run_dir.name, config={"seed": cfg.seed})
         if acc.is_main_process:
             call_hook(self.callbacks, "on_train_begin", acc.unwrap_model(self.policy), self.tok)
+        self.stop_reason, self.last_step, self.evaluated_step = None, self.total_steps, None
+        self.handle = RunHandle(acc.unwrap_model(self.policy), self.tok, acc, self.run_dir, self.total_steps,
+                                cfg.lora.enabled, self.log_extra, self.save_model)
         if self.start_step == 0:
             self.evaluate(0)
+            self.step_end(0, 0)
 
     def _load_models(self) -> None:
         """The policy (with its LoRA adapter) and the frozen reference: none under LoRA (the policy with
@@ -352,7 +412,7 @@ class Trainer:
             return
         try:
             self.acc.load_state(str(path))
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:  # SafetensorError: torn weights
             raise InputError(
                 f"option resume: checkpoint {path} cannot be loaded ({str(exc).splitlines()[0][:200]}); "
                 "resume from another one or start over with --resume never --overwrite"
@@ -363,12 +423,18 @@ class Trainer:
     # ---- the end ------------------------------------------------------------------------------
     def finish(self) -> TrainResult:
         """The last evaluation, `final/`, the `on_train_end` hook; then Accelerate's resources are freed."""
-        acc = self.acc
-        if self.start_step < self.total_steps or self.start_step == 0:
-            self.evaluate(self.total_steps)
-        final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled)
-        result = TrainResult(self.run_dir, final, self.total_steps, self.trainer_state["skipped_steps"], self.history)
+        acc, last = self.acc, self.last_step
+        if (self.start_step < self.total_steps or self.start_step == 0) and self.evaluated_step != last:
+            self.evaluate(last)
+        card = model_card(self.cfg, run_facts(
+            self.cfg, self.run_dir, steps=last, skipped_steps=self.trainer_state["skipped_steps"],
+            rows_used=len(self.inputs.train), rows_dropped=self.inputs.dropped)) if acc.is_main_process else None
+        final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, card=card)
+        result = TrainResult(self.run_dir, final, last, self.trainer_state["skipped_steps"], self.history,
+                             self.stop_reason)
         if acc.is_main_process:
+            if self.stop_reason is not None:
+                print(f"isdaa: stopped at step {last} of {self.total_steps}: {self.stop_reason}; final model in {final}")
             call_hook(self.callbacks, "on_train_end", result)
         # the DDP wrapper must be gone before the process group is destroyed: a gloo group torn down
         # under a live Reducer hangs in its destructor at exit
@@ -390,10 +456,11 @@ class Trainer:
 
 def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
     """Validate every input, then train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
-    Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps."""
+    Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps,
+    `WriteFailed` when a checkpoint or `final/` cannot be written, `RunInterrupted` after a stop signal."""
     set_threads(config.num_threads)
     if not config.progress:
         hf_logging.disable_progress_bar()
     inputs = prepare_inputs(config)
-    prepare_output_dir(config, inputs)
-    return Trainer(config, inputs, callbacks).run()
+    with prepare_output_dir(config, inputs):  # the output directory's lock, held to the end of the run
+        return Trainer(config, inputs, callbacks).run()

@@ -1,0 +1,187 @@
+"""`isdaa plot RUN_DIR [RUN_DIR ...]`: figures of training runs from their `metrics.jsonl`, and a summary.
+
+Figures (PNG, Agg; one curve per run, labelled by the run directory's name):
+- `training.png`: loss and preference accuracy (held-out `eval/` values as dashed lines when present);
+- `weights.png`: the importance weights' mean, ESS and clipped fraction;
+- `kl_data.png`: the on-data Δ, `kl/chosen` and `kl/rejected` (mean log-ratio on the dataset's responses);
+- `monitor.png` (monitored runs): the sampled KL (k3, ±1.96 SE), gold (when scored), length and EOS rate;
+- `frontier.png` (monitored runs with a scorer): gold against √KL.
+One run: into `RUN/plots/`, with `RUN/summary.md`. Several (or `out` given): figures and `summary.md` into
+`out` (default: `plots/` in the runs' common parent directory). `summary.md` embeds the figures under a
+table of each run's final numbers (last logged values; the best checkpoint; why a run stopped early).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from isdaa.errors import InputError
+from isdaa.eval.monitor import BEST_FILE, read_records
+from isdaa.eval.plots import _draw, _save, ci_bounds, plot_frontier  # the one series-drawing helper
+from isdaa.training.runtime import atomic_write_text
+
+__all__ = ["plot_runs", "run_summary"]
+
+TRAINING = [("loss", "loss"), ("rewards/accuracies", "preference accuracy")]
+WEIGHTS = [("weights/mean", "mean weight"), ("weights/ess", "ESS (share of the batch)"),
+           ("weights/clipped_frac", "clipped fraction")]
+ON_DATA = [("kl/chosen", "kl/chosen (mean Δ, chosen)"), ("kl/rejected", "kl/rejected (mean Δ, rejected)")]
+MONITOR = [("monitor/kl_k3", "sampled KL (k3) [nats]"), ("monitor/gold", "gold"), ("monitor/length", "length [tokens]"),
+           ("monitor/eos_rate", "EOS rate")]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _series(records: list[dict], key: str) -> tuple | None:
+    """(steps, values[, lo, hi]) of `key` over the records that hold a finite value; a band from `<key>_se`."""
+    rows = [r for r in records if _finite(r.get(key))]
+    if not rows:
+        return None
+    steps, values = [r["step"] for r in rows], [r[key] for r in rows]
+    ses = [r.get(f"{key}_se") for r in rows]
+    if all(_finite(s) for s in ses):
+        return (steps, values, *ci_bounds(values, ses))
+    return steps, values
+
+
+def _panels(path: Path, runs: dict[str, list[dict]], panels: list[tuple[str, str]],
+            dashed_prefix: str = "") -> Path | None:
+    """One figure, a panel per (metric, y label) that some run holds; None when no run holds any."""
+    present = [(k, y) for k, y in panels if any(_series(r, k) for r in runs.values())]
+    if not present:
+        return None
+    cols = 2 if len(present) == 4 else len(present)
+    rows = math.ceil(len(present) / cols)
+    fig = Figure(figsize=(4.0 * cols, 3.0 * rows))
+    for i, (key, ylabel) in enumerate(present):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for label, records in runs.items():
+            series, color = _series(records, key), None
+            if series is not None:
+                color = _draw(ax, label, series)[0].get_color()
+            held_out = _series(records, dashed_prefix + key) if dashed_prefix else None
+            if held_out is not None:
+                ax.plot(held_out[0], held_out[1], "--", color=color, label=f"{label} (held-out)")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    return _save(fig, path)
+
+
+def _frontier(path: Path, runs: dict[str, list[dict]]) -> Path | None:
+    """Gold against √KL (k3) of every monitored, scored run; None when there is none."""
+    curves = {}
+    for label, records in runs.items():
+        rows = [r for r in records if _finite(r.get("monitor/gold")) and _finite(r.get("monitor/kl_k3"))]
+        if rows:
+            gold = [r["monitor/gold"] for r in rows]
+            ses = [r.get("monitor/gold_se") for r in rows]
+            band = ci_bounds(gold, ses) if all(_finite(s) for s in ses) else (None, None)
+            curves[label] = ([math.sqrt(max(r["monitor/kl_k3"], 0.0)) for r in rows], gold, *band)
+    if not curves:
+        return None
+    return plot_frontier(curves, path, title="gold vs sqrt(KL) while training")
+
+
+def _load(run_dirs: list) -> dict[str, list[dict]]:
+    """label -> records for every run directory; InputError (nothing written) for one without metrics."""
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise InputError("isdaa plot: expected at least one run directory (isdaa plot RUN_DIR [RUN_DIR ...])")
+    names = [d.resolve().name for d in dirs]
+    runs = {}
+    for d, name in zip(dirs, names):
+        records = read_records(d)
+        if not records:
+            raise InputError(f"{d}: no metrics.jsonl with records (expected the run directory of an isdaa train run)")
+        runs[str(d) if names.count(name) > 1 else name] = records
+    return runs
+
+
+def plot_runs(run_dirs: list, out_dir=None) -> list[Path]:
+    """The figures (and summary.md) of `run_dirs`; returns the files written (see the module docstring)."""
+    runs = _load(run_dirs)
+    dirs = [Path(d) for d in run_dirs]
+    if out_dir is None and len(dirs) == 1:
+        out_dir, summary = dirs[0] / "plots", dirs[0] / "summary.md"
+    else:
+        out_dir = Path(out_dir or Path(os.path.commonpath([d.resolve().parent for d in dirs])) / "plots")
+        summary = out_dir / "summary.md"
+    figures = {
+        "training": _panels(out_dir / "training.png", runs, TRAINING, dashed_prefix="eval/"),
+        "weights": _panels(out_dir / "weights.png", runs, WEIGHTS),
+        "on-data KL": _panels(out_dir / "kl_data.png", runs, ON_DATA),
+        "monitor": _panels(out_dir / "monitor.png", runs, MONITOR),
+        "frontier": _frontier(out_dir / "frontier.png", runs),
+    }
+    figures = {k: v for k, v in figures.items() if v is not None}
+    bests = {label: _best(d) for label, d in zip(runs, dirs)}
+    links = {k: os.path.relpath(v, summary.parent) for k, v in figures.items()}
+    atomic_write_text(summary, run_summary(runs, bests, links))
+    return [*figures.values(), summary]
+
+
+def _best(run_dir: Path) -> dict | None:
+    path = run_dir / "best" / BEST_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _last(records: list[dict], key: str):
+    values = [r[key] for r in records if _finite(r.get(key))]
+    return values[-1] if values else None
+
+
+def _fmt(value, se=None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g} ± {se:.2g}" if _finite(se) else f"{value:.4g}"
+
+
+def _stop_note(records: list[dict]) -> str:
+    """Why the run stopped early, if it did (a stop followed by later steps: stopped, then resumed)."""
+    stops = [r for r in records if isinstance(r.get("stop_reason"), str)]
+    if not stops:
+        return "–"
+    last_step = max(r.get("step", 0) for r in records)
+    stop = stops[-1]
+    note = f"step {stop['step']}: {stop['stop_reason']}"
+    return note if stop["step"] >= last_step else f"{note} (then resumed)"
+
+
+def _row(label: str, records: list[dict], best: dict | None) -> str:
+    ess = [r["weights/ess"] for r in records if _finite(r.get("weights/ess"))]
+    cells = [
+        label, str(max(r.get("step", 0) for r in records)), _fmt(_last(records, "loss")),
+        _fmt(_last(records, "rewards/accuracies")), _fmt(_last(records, "eval/rewards/accuracies")),
+        _fmt(min(ess) if ess else None), _fmt(_last(records, "kl/chosen")), _fmt(_last(records, "kl/rejected")),
+        _fmt(_last(records, "monitor/kl_k3"), _last(records, "monitor/kl_k3_se")),
+        _fmt(_last(records, "monitor/gold"), _last(records, "monitor/gold_se")),
+        "–" if best is None else
+        f"step {best['step']}: gold {best['monitor/gold']:.4g} at KL {_fmt(best.get('monitor/kl_k3'))}",
+        _stop_note(records),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def run_summary(runs: dict[str, list[dict]], bests: dict[str, dict | None], figures: dict[str, str]) -> str:
+    """summary.md: the final numbers of each run, then the figures (paths relative to the summary)."""
+    header = ["run", "last step", "loss", "accuracy", "held-out accuracy", "min ESS", "kl/chosen", "kl/rejected",
+              "sampled KL (k3)", "gold", "best/", "stopped early"]
+    lines = [
+        "# " + ("Run " + next(iter(runs)) if len(runs) == 1 else f"{len(runs)} runs"), "",
+        "Last logged value of each quantity (± its standard error; sampled KL and gold from the in-run monitor).", "",
+        "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+    ]
+    lines += [_row(label, records, bests.get(label)) for label, records in runs.items()]
+    lines.append("")
+    for name, path in figures.items():
+        lines += [f"![{name}]({path})", ""]
+    return "\n".join(lines)
