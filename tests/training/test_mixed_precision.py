@@ -119,12 +119,13 @@ def test_non_finite_run_stops_through_cli_with_a_resumable_checkpoint(tokenizer_
 
     monkeypatch.setattr(trainer_mod, "batch_logps", poisoned)
     run = tmp_path / "run"
-    rc = main([
+    argv = [
         "train", "--output_dir", str(run), "--model.init", json.dumps(dict(TINY_INIT, vocab_size=len(WORDS) + 8)),
         "--model.tokenizer", str(tokenizer_dir), "--data.train_file", str(pairs_file), "--max_steps", "8",
         "--max_bad_steps", "3", "--data.max_length", "32", "--data.max_prompt_length", "16",
         "--progress", "false", "--num_threads", "1", "--weighting", "is",
-    ])
+    ]
+    rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 1
     # torch may warn once that the scheduler stepped while the optimizer skipped; the error is one line
@@ -136,12 +137,7 @@ def test_non_finite_run_stops_through_cli_with_a_resumable_checkpoint(tokenizer_
     assert [m["skipped_steps"] for m in read_metrics(run) if "loss" in m] == [1, 2, 3]
 
     monkeypatch.setattr(trainer_mod, "batch_logps", real)  # the cause fixed: the same command resumes
-    rc = main([
-        "train", "--output_dir", str(run), "--model.init", json.dumps(dict(TINY_INIT, vocab_size=len(WORDS) + 8)),
-        "--model.tokenizer", str(tokenizer_dir), "--data.train_file", str(pairs_file), "--max_steps", "8",
-        "--max_bad_steps", "3", "--data.max_length", "32", "--data.max_prompt_length", "16",
-        "--progress", "false", "--num_threads", "1", "--weighting", "is",
-    ])
+    rc = main(argv)  # the same command
     out = capsys.readouterr().out
     assert rc == 0
     assert f"resuming from {stop} (step 3)" in out and "trained 8 steps (3 skipped)" in out

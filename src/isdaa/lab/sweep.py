@@ -311,8 +311,9 @@ def _validated(config: LabConfig) -> LabConfig:
 def _run_all(specs: list[dict], workers: int, progress, *, run_missing: bool = True) -> list[dict]:
     """Every run's record: those already recorded in the run directories, then the others run; one progress line
     each."""
-    done = [rec for rec in map(store.load_record, specs) if rec is not None]
-    todo = [s for s in specs if store.load_record(s) is None]
+    saved = [store.load_record(s) for s in specs]  # each record.json read once
+    done = [rec for rec in saved if rec is not None]
+    todo = [s for s, rec in zip(specs, saved) if rec is None]
     if done:
         progress(f"lab: {len(done)} of {len(specs)} runs already done (their records are reused)")
     if not run_missing:
