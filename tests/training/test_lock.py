@@ -107,6 +107,17 @@ def test_the_lock_is_held_during_the_run_and_released_after(tiny_config, tmp_pat
     train(tiny_config(output_dir=str(run), max_steps=2, overwrite=True, resume="never"))
 
 
+def test_plots_are_written_while_the_lock_is_held(tiny_config, tmp_path, monkeypatch):
+    """`isdaa train`'s plots/ and summary.md come before the lock is released: no second run can start in the
+    directory while they are written."""
+    from isdaa.eval import training_run  # the eval layer, above training: only this test needs it
+
+    run, seen = tmp_path / "run", []
+    monkeypatch.setattr(training_run, "plot_runs", lambda dirs: seen.append(DirectoryLock(dirs[0]).acquire()))
+    training_run.train_with_monitor(tiny_config(output_dir=str(run), max_steps=1, plots=True))
+    assert seen == [f"process {os.getpid()}"]
+
+
 def test_refused_start_leaves_the_directory_as_it_was(tiny_config, tmp_path, capsys):
     """A refusal after the lock was taken (not empty, no --overwrite) removes the lock file again; a directory
     created only for the lock is removed too."""

@@ -1,7 +1,7 @@
 """Configuration: the schemas of every command (`schemas`), how a field states its help and limit
 (`fields`), and the generic YAML + dotted-override loader (`loader`)."""
 
-from isdaa.config.loader import OptionHelp, load_config, option_help, read_yaml, save_config, to_dict
+from isdaa.config.loader import OptionHelp, config_yaml, load_config, option_help, read_yaml, save_config, to_dict
 from isdaa.config.schemas import (
     DataConfig,
     EvalConfig,
@@ -20,5 +20,5 @@ from isdaa.config.schemas import (
 __all__ = [
     "DataConfig", "EvalConfig", "LabConfig", "LabPairsConfig", "LabReferenceConfig", "LabWorldConfig", "LoraConfig",
     "ModelConfig", "ObjectiveConfig", "OptimConfig", "OptionHelp", "PairsConfig", "TrainConfig",
-    "load_config", "option_help", "read_yaml", "save_config", "to_dict",
+    "config_yaml", "load_config", "option_help", "read_yaml", "save_config", "to_dict",
 ]

@@ -171,9 +171,15 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
+def config_yaml(obj) -> str:
+    """The resolved config as YAML text, in field order (what a run's config.yaml holds)."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
 def save_config(obj, path: str | Path) -> None:
-    """Write the resolved config as YAML, in field order."""
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML, in field order (not atomically: runs use
+    `isdaa.training.runlog.write_run_config`)."""
+    Path(path).write_text(config_yaml(obj), encoding="utf-8")
 
 
 class OptionHelp(NamedTuple):

@@ -8,17 +8,21 @@ from __future__ import annotations
 from isdaa.config import TrainConfig
 from isdaa.eval.monitor import check_monitor, monitor_callbacks
 from isdaa.eval.run_plots import plot_runs
-from isdaa.training.runtime import process_state
 from isdaa.training.trainer import TrainResult, train
 
 __all__ = ["train_with_monitor"]
 
 
-def train_with_monitor(config: TrainConfig, *, callbacks=()) -> TrainResult:
-    """Check the monitor's options and prompts, train with the monitor's callbacks before `callbacks`, then
-    (main process, `config.plots`) write the run's plots and summary. InputError before anything is written."""
-    watchers = monitor_callbacks(config, check_monitor(config))
-    result = train(config, callbacks=[*watchers, *callbacks])
-    if config.plots and process_state().is_main_process:
+class RunPlots:
+    """A callback: at the end of the run (main process, still inside the run directory's lock, so no second run
+    can start there while they are written), the run's `plots/` and `summary.md`."""
+
+    def on_train_end(self, result: TrainResult) -> None:
         plot_runs([result.output_dir])
-    return result
+
+
+def train_with_monitor(config: TrainConfig, *, callbacks=()) -> TrainResult:
+    """Check the monitor's options and prompts, train with the monitor's callbacks before `callbacks` and (when
+    `config.plots`) `RunPlots` after them. InputError before anything is written."""
+    watchers = monitor_callbacks(config, check_monitor(config))
+    return train(config, callbacks=[*watchers, *callbacks, *([RunPlots()] if config.plots else [])])

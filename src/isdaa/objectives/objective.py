@@ -18,8 +18,8 @@ from .loss_registry import LOSSES, preference_loss
 from .metrics import preference_metrics
 from .regularizers import sft_loss
 from .stats import weight_stats
-from .tempering import check_ess_target, ess_temperature
-from .weights import CURVATURE_ONLY, clip_bounds, importance_weights, log_importance_weights, weighting_kwargs
+from .tempering import check_ess_target
+from .weights import CURVATURE_ONLY, clip_bounds, log_importance_weights, weighting_kwargs, weights_from_log_weights
 
 
 @dataclass
@@ -93,23 +93,25 @@ def _pair_weights(
     weighting_kw: dict | None,
     eps: float,
     lengths: dict,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights, raw log weights), both (B,) and detached. Weighting "none": ones, and the paper's pair
-    log weight for the logs. A diverged (non-finite) policy gives NaN weights, not an error.
+) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+    """(weights, raw log weights, α): weights and raw log weights (B,) and detached, α the tempering exponent
+    (None unless the weighting tempers). Weighting "none": ones, and the paper's pair log weight for the logs.
+    A diverged (non-finite) policy gives NaN weights, not an error.
     `weighting_kw`: keyword arguments of `importance_weights` (ess_target, global_log_weights included)."""
     if weighting_kw is None:
         weights = torch.ones_like(losses).detach()
         if behaviour[0] is None:
-            return weights, torch.zeros_like(weights)
-        return weights, log_importance_weights(pc, pr, *behaviour, mode="pair")
+            return weights, torch.zeros_like(weights), None
+        return weights, log_importance_weights(pc, pr, *behaviour, mode="pair"), None
     mode = weighting_kw["mode"]
     raw = log_importance_weights(pc, pr, *behaviour, mode=mode, **lengths)
-    if bool(torch.isfinite(pc.detach()).all() and torch.isfinite(pr.detach()).all()):
-        return importance_weights(pc, pr, *behaviour, eps=eps, **weighting_kw, **lengths), raw
-    if mode != "wpo":  # data errors still raise, whatever the policy did
+    if mode != "wpo":  # data errors raise, whatever the policy did
         check_finite("behavior_chosen_logps", behaviour[0].detach(), "behaviour log-probs")
         check_finite("behavior_rejected_logps", behaviour[1].detach(), "behaviour log-probs")
-    return torch.full_like(raw, float("nan")), raw
+    if bool(torch.isfinite(pc.detach()).all() and torch.isfinite(pr.detach()).all()):
+        weights, alpha = weights_from_log_weights(raw, eps=eps, **weighting_kw)
+        return weights, raw, alpha
+    return torch.full_like(raw, float("nan")), raw, None
 
 
 def _importance_kwargs(weighting_kw: dict | None, ess_target: float, global_log_weights) -> dict | None:
@@ -123,13 +125,6 @@ def _importance_kwargs(weighting_kw: dict | None, ess_target: float, global_log_
     if global_log_weights is not None and (kw.get("ess_tempered") or kw.get("self_normalize")):
         kw["global_log_weights"] = global_log_weights
     return kw
-
-
-def _alpha(raw: torch.Tensor, kw: dict, eps: float) -> float:
-    """The tempering exponent α that `importance_weights` used (for the logs: `weights/alpha`)."""
-    lower, upper = clip_bounds(eps=eps, mode=kw["mode"], lower_clip=kw.get("lower_clip", False))
-    over = kw.get("global_log_weights", raw)
-    return ess_temperature(over.detach().to(raw.dtype).clamp(min=lower, max=upper), kw["ess_target"])
 
 
 def _weighted_losses(losses, weights, weighting, *, loss, beta, pc, pr, ref, lengths, hparams) -> torch.Tensor:
@@ -225,7 +220,7 @@ def daa_objective(
     hparams = loss_hparams or {}
     losses = preference_loss(loss, pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths, **hparams)
     importance_kw = _importance_kwargs(weighting_kw, ess_target, global_log_weights)
-    weights, raw = _pair_weights(losses, pc, pr, behaviour, importance_kw, eps, lengths)
+    weights, raw, alpha = _pair_weights(losses, pc, pr, behaviour, importance_kw, eps, lengths)
     weighted = _weighted_losses(losses, weights, weighting, loss=loss, beta=beta, pc=pc, pr=pr,
                                 ref=(ref_chosen_logps, ref_rejected_logps), lengths=lengths, hparams=hparams)
     terms, sft = _weighted_terms(weighted, user_weights, pc, beta=beta, sft_eta=sft_eta,
@@ -234,8 +229,8 @@ def daa_objective(
     total = loss_sum / n
     mode = "pair" if weighting_kw is None else weighting_kw["mode"]
     metrics = _loss_and_weight_metrics(total, losses, sft, weights, raw, eps=eps, mode=mode)
-    if importance_kw and importance_kw.get("ess_tempered") and bool(torch.isfinite(raw).all()):
-        metrics["weights/alpha"] = _alpha(raw, importance_kw, eps)
+    if alpha is not None:
+        metrics["weights/alpha"] = alpha
     metrics.update(preference_metrics(pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths))
     return ObjectiveOutput(
         loss=total, losses=losses, weights=weights, metrics=metrics, loss_sum=loss_sum, raw_log_weights=raw

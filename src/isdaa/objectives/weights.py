@@ -139,14 +139,35 @@ def importance_weights(
     )
     for name, (t, what) in named.items():
         check_finite(name, t.detach(), what)
+    weights, _ = weights_from_log_weights(raw, eps=eps, mode=mode, lower_clip=lower_clip,
+                                          self_normalize=self_normalize, ess_tempered=ess_tempered,
+                                          ess_target=ess_target, global_log_weights=global_log_weights)
+    return weights
+
+
+def weights_from_log_weights(
+    raw: torch.Tensor,
+    *,
+    eps: float,
+    mode: str = "pair",
+    lower_clip: bool = False,
+    self_normalize: bool = False,
+    ess_tempered: bool = False,
+    ess_target: float = 0.5,
+    global_log_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float | None]:
+    """(weights, α) from finite raw log weights (B,) — the clip, tempering and normalisation of
+    `importance_weights`, whose docstring gives the formulas. α is the tempering exponent (None unless
+    `ess_tempered`), returned so that callers log the α that was used instead of computing it again."""
     lower, upper = clip_bounds(eps=eps, mode=mode, lower_clip=lower_clip)
-    log_w = raw.clamp(min=lower, max=upper)
+    log_w = raw.detach().clamp(min=lower, max=upper)
     over = None
     if global_log_weights is not None:
         over = global_log_weights.detach().to(log_w.dtype).clamp(min=lower, max=upper)
+    alpha = None
     if ess_tempered:
         alpha = ess_temperature(log_w if over is None else over, ess_target)
         log_w, over = alpha * log_w, (None if over is None else alpha * over)
     if self_normalize:
         log_w = normalize_to_mean_one(log_w, over)
-    return torch.exp(log_w)
+    return torch.exp(log_w), alpha

@@ -1,7 +1,9 @@
-"""The run directory's `metrics.jsonl`: one JSON object per logged step.
+"""What a run directory records as it trains: `metrics.jsonl` (one JSON object per logged step) and
+`config.yaml` (the resolved config, written atomically).
 
-On resume from step N the file is rewritten (atomically) to keep exactly the lines with step <= N, so a
-resumed run's log reads as if it had never stopped.
+On resume from step N `metrics.jsonl` is rewritten (atomically) to keep exactly the lines with step <= N, so a
+resumed run's log reads as if it had never stopped. A write that fails (disk full) is one line (`WriteFailed`):
+a line torn by it is dropped on resume.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from isdaa.training.runtime import atomic_write_text, json_ready
+from isdaa.config import config_yaml
+from isdaa.training.runtime import atomic_write_text, failing_write, json_ready
+
+RESUME_ADVICE = "free space, then run the same command to resume from the newest checkpoint"
 
 
 class MetricsLog:
@@ -37,8 +42,15 @@ class MetricsLog:
         """Append `record` as one line; NaN / infinity (a diverged step) are written as "nan" / "inf" strings."""
         if not self.enabled:
             return
-        with self.path.open("a", encoding="utf-8") as f:
+        with failing_write("the metrics log", self.path, RESUME_ADVICE), self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(json_ready(record, str)) + "\n")
+
+
+def write_run_config(cfg, run_dir: str | Path) -> Path:
+    """`run_dir/config.yaml`: the resolved config, written atomically (a crash leaves the old file or the new)."""
+    path = Path(run_dir) / "config.yaml"
+    with failing_write("the config", path, RESUME_ADVICE):
+        return atomic_write_text(path, config_yaml(cfg))
 
 
 def read_metrics(path: str | Path) -> list[dict]:
