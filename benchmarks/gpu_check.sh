@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/gpu_check.sh                      # from the repository root, .venv or python on PATH
 #   PEAK_TFLOPS=989 SHAPE=hh BATCH=8 STEPS=12 bash benchmarks/gpu_check.sh
+#   CHECKPOINTING=1 COMPILE=1 GROUP_BY_LENGTH=1 bash benchmarks/gpu_check.sh   # model.gradient_checkpointing,
+#                                                  # model.compile, data.group_by_length (each off by default)
 #
 # MFU = 6 * N * tokens/s / peak, N = parameters without the input embedding, tokens = the tokens the decoder ran
 # (each prompt once + both completions); `useful MFU` counts the LM head only where isdaa applies it (response
@@ -18,6 +20,10 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 export PEAK_TFLOPS="${PEAK_TFLOPS:-989}" SHAPE="${SHAPE:-hh}" BATCH="${BATCH:-8}" STEPS="${STEPS:-12}" WARMUP="${WARMUP:-2}"
 export LAYERS="${LAYERS:-24}" HIDDEN="${HIDDEN:-1536}" HEADS="${HEADS:-16}" KV_HEADS="${KV_HEADS:-4}" INTER="${INTER:-4096}"
+export CHECKPOINTING="${CHECKPOINTING:-0}" COMPILE="${COMPILE:-0}" GROUP_BY_LENGTH="${GROUP_BY_LENGTH:-0}"
+# a fresh inductor cache: COMPILE=1 then pays (and shows) the real compile time, and no torn entry of an earlier,
+# killed compilation is loaded
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$(mktemp -d -t isdaa-inductor-XXXXXX)}"
 export ALLOW_CPU="${ALLOW_CPU:-0}" TQDM_DISABLE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 timeout "${TIMEOUT_S:-290}" "$PY" - <<'EOF'
 import json, os, statistics, sys, tempfile, time
@@ -67,6 +73,8 @@ cfg = load_config(TrainConfig, None, {
     "mixed_precision": "bf16" if cuda else "no", "eval_batch_size": 2 * batch, "model.init": init,
     "model.tokenizer": str(tok_dir), "data.train_file": str(data), "data.max_length": 1024,
     "data.max_prompt_length": 768, "optim.lr": 1e-6, "objective.weighting": "is",
+    "model.gradient_checkpointing": env["CHECKPOINTING"] == "1", "model.compile": env["COMPILE"] == "1",
+    "data.group_by_length": env["GROUP_BY_LENGTH"] == "1",
 })
 t0 = time.perf_counter()
 isdaa.train(cfg)
@@ -95,7 +103,8 @@ mfu = 6 * n_mfu * tok_s / peak
 useful = 6 * pairs_s * (n_body * run_tok + n_head * resp_tok) / peak
 print(f"model: {n_all / 1e6:.0f}M parameters ({init['num_hidden_layers']} layers, hidden {init['hidden_size']}); "
       f"shape {shape}: {run_tok:.0f} decoder tokens/pair ({seq_tok:.0f} as 2 concatenated sequences), batch {batch}, "
-      f"{'bf16 autocast' if cuda else 'fp32'}, IS-DPO; {len(hist)} timed steps, whole run {wall:.0f}s")
+      f"{'bf16 autocast' if cuda else 'fp32'}, IS-DPO; {len(hist)} timed steps, whole run {wall:.0f}s; "
+      f"checkpointing {env['CHECKPOINTING']}, compile {env['COMPILE']}, group_by_length {env['GROUP_BY_LENGTH']}")
 print(f"pairs/s {pairs_s:.2f} | decoder tokens/s {tok_s:,.0f} | sequence tokens/s {pairs_s * seq_tok:,.0f}")
 print(f"MFU (6*N*tokens/s / peak) {100 * mfu:.1f}% | useful MFU (head on response tokens only) {100 * useful:.1f}%")
 if cuda:

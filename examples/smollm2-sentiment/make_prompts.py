@@ -1,6 +1,9 @@
-"""Writes prompts/train.txt (200) and prompts/eval.txt (50): short, sentiment-neutral story openings
-written for this project (character x situation, drawn without replacement with a fixed seed), each
-wrapped in one instruction. Run from anywhere: python examples/smollm2-sentiment/make_prompts.py
+"""Writes prompts/train.txt (320) and prompts/eval.txt (80), the prompts of the real-model lab
+(examples/smollm2-lab.yaml): short, sentiment-neutral story openings written for this project (character x
+situation, all 400 combinations shuffled with a fixed seed), each wrapped in one instruction; the lab sends each
+line as one user message of the chat template (its default system message included: a shorter one measured 15%
+of completions ending within 32 tokens instead of most).
+Run from anywhere: python examples/smollm2-sentiment/make_prompts.py
 The committed files are its output; the eval openings are combinations that never occur in train.
 """
 
@@ -23,16 +26,17 @@ SITUATIONS = [
     "opened a parcel with no return address", "came back to the house after twenty years", "met a stranger on the bridge",
 ]
 INSTRUCTION = "Continue this story in one sentence: {}."
+N_TRAIN = 320
 
 
 def main() -> None:
     combos = [(c, s) for c in CHARACTERS for s in SITUATIONS]
     random.Random(0).shuffle(combos)
-    lines = [INSTRUCTION.format(f"{c} {s}") for c, s in combos[:250]]
+    lines = [INSTRUCTION.format(f"{c} {s}") + "\n" for c, s in combos]
     out = Path(__file__).parent / "prompts"
     out.mkdir(exist_ok=True)
-    (out / "train.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
-    (out / "eval.txt").write_text("\n".join(lines[200:]) + "\n", encoding="utf-8")
+    (out / "train.txt").write_text("".join(lines[:N_TRAIN]), encoding="utf-8")
+    (out / "eval.txt").write_text("".join(lines[N_TRAIN:]), encoding="utf-8")
 
 
 if __name__ == "__main__":

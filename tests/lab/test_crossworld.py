@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from isdaa.lab.crossworld import apply_rule, bar_check, load_cells, write_comparison
+from isdaa.lab.crossworld import apply_rule, bar_check, load_cells, recommended_label, write_comparison
 from isdaa.lab.summary import best_within
 
 REF_GOLD = 1.0
@@ -122,3 +122,30 @@ def test_compare_command_errors_are_one_line(tmp_path, capsys):
     assert main(["lab", "compare", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "results.json" in err[0]
+
+
+def test_supplementary_runs_get_the_tables_and_the_recommendation_but_no_rule(tmp_path, capsys):
+    """`--supplementary --regime one_pass`: runs outside the rule's design (another regime) are tabled, the run of
+    `RECOMMENDED` is compared with DPO, IPO and χPO, and no rule is applied (nothing is "recommended" from them)."""
+    from isdaa.cli import main
+    from isdaa.objectives import RECOMMENDED
+
+    methods = [*METHODS[:2], {"label": "recommended", "overrides": dict(RECOMMENDED)}]
+    curves = {"DPO": CURVES["DPO"], "chiPO": CURVES["chiPO"], "recommended": CURVES["IS-B"]}
+    dirs = []
+    for kind in ("topics", "junk"):
+        results = dict(_results(kind, curves), methods=methods)
+        for run in results["runs"]:
+            run["regime"] = "one_pass"
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "results.json").write_text(json.dumps(results))
+        dirs.append(str(tmp_path / kind))
+    assert main(["lab", "compare", *dirs, "--out", str(tmp_path / "few")]) == 2  # no few_pairs runs there
+    assert "no few_pairs results" in capsys.readouterr().err
+    assert main(["lab", "compare", *dirs, "--out", str(tmp_path / "o"), "--regime", "one_pass", "--supplementary"]) == 0
+    text = (tmp_path / "o" / "summary.md").read_text()
+    assert text.startswith("# Supplementary runs") and "the one_pass regime" in text and "## No rule here" in text
+    assert "**Recommended:" not in text and json.loads((tmp_path / "o" / "summary.json").read_text())["rule"] is None
+    assert "| recommended | " in text
+    assert recommended_label({m["label"]: m["overrides"] for m in methods}) == "recommended"  # not DPO (sigmoid)
+    assert "- junk β=0.01: DPO: frontier 2.03 vs 1.71" in text  # the recommendation (IS-B's curve) vs DPO

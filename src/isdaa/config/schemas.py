@@ -24,7 +24,12 @@ class ModelConfig:
     dtype: str = option("float32", help="weights: float32 | bfloat16 | float16 (log-probs and weights stay fp32)",
                         check=one_of(*_DTYPES))
     trust_remote_code: bool = option(False, help="run the model repository's own code: off unless you trust it")
-    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory, slower)")
+    gradient_checkpointing: bool = option(False, help=(
+        "checkpoint each decoder layer: its activations are recomputed in the backward pass (less memory, ~1/3 "
+        "more compute); the KV cache is kept, so prompt sharing still applies"))
+    compile: bool = option(False, help=(
+        "torch.compile (inductor) the decoder layers' MLPs and the norms: fused elementwise kernels, same "
+        "log-probs; costs a compilation at the first steps (see docs/performance.md for when it pays)"))
     disable_dropout: bool = option(True, help="set every dropout probability of the policy to 0")
     pad_token: str | None = option(None, help='set when the tokenizer has no pad token (e.g. "<|endoftext|>")')
 
@@ -50,6 +55,9 @@ class DataConfig:
     max_length: int = option(1024, help="prompt + completion tokens at most (the completion keeps its start)", check=positive())
     max_prompt_length: int = option(512, help="prompt tokens kept (its end); must be < max_length", check=positive())
     extra_columns: list = option([], help="other columns to ignore instead of rejecting")
+    group_by_length: bool = option(False, help=(
+        "batches of similar length (less padding): each step's pairs sorted out of a 64-step window of the "
+        "epoch's permutation, the steps shuffled; still a function of (seed, epoch): exact resume, N processes = 1"))
 
 
 @dataclass
@@ -130,11 +138,15 @@ class TrainConfig:
     resume: str = option("auto", help="auto (latest valid checkpoint if any) | never | a checkpoint path")
     overwrite: bool = option(False, help="allow a non-empty output_dir that holds no run to resume")
     mixed_precision: str = option("no", help="no | bf16 | fp16 (accelerate)", check=one_of("no", "bf16", "fp16"))
+    distributed: str = option("accelerate", help=(
+        "accelerate (one process, DDP, or the FSDP / DeepSpeed of an accelerate launch config) | fsdp2 (isdaa "
+        "shards each decoder layer with torch's fully_shard: the same code on CPU gloo and GPU NCCL)"),
+        check=one_of("accelerate", "fsdp2"))
     precompute_ref: bool = option(True, help="reference log-probs once before training, cached on disk")
     ref_cache_dir: str | None = option(None, help="default: <output_dir>/ref-cache")
     prompt_sharing: bool = option(True, help=(
         "run each prompt once, its KV cache shared by the chosen and rejected completions (same log-probs and "
-        "gradients up to float rounding); used when prompts average >= 64 tokens and gradient checkpointing is off"))
+        "gradients up to float rounding); used when prompts average >= 64 tokens"))
     max_bad_steps: int = option(5, help="stop after this many consecutive non-finite steps", check=positive())
     trackers: list = option([], help="accelerate trackers: tensorboard, wandb, ...", check=known_trackers())
     progress: bool = option(True, help="a tqdm progress bar")
@@ -185,11 +197,13 @@ class EvalConfig:
 
 @dataclass
 class LabWorldConfig:
-    """The controlled world (isdaa.lab.world): base distribution and gold reward parameters."""
+    """The lab's world: a controlled one (isdaa.lab.world: base distribution, gold reward) or, kind `model`, a real
+    pretrained model with prompt files and gold / label scorers (isdaa.lab.model_world)."""
 
     kind: str = option("topics", help=(
         "world family: topics (length and repeats are the exploit) | junk (fixed length; junk words cost) | "
-        "behavior (data sampled from a behaviour policy mu != reference)"), check=one_of("topics", "junk", "behavior"))
+        "behavior (data sampled from a behaviour policy mu != reference) | model (a real pretrained model: "
+        "isdaa.lab.model_world)"), check=one_of("topics", "junk", "behavior", "model"))
     p_target: float = option(0.3, help="base: probability that a word is one of the prompt's 6 target words")
     p_stop: float = option(0.3, help="base: stop probability after each word (length >= min_len, mean ~ 1/p_stop)")
     min_len: int = option(1, help="base: at least this many words (= max_len: a fixed length)", check=positive())
@@ -206,6 +220,17 @@ class LabWorldConfig:
         check=within("[0, 1)", lambda v: 0 <= v < 1))
     behavior_p_stop: float = option(0.0, help="behavior: p_stop of mu's base (0 = the reference's)",
                                     check=within("[0, 1)", lambda v: 0 <= v < 1))
+    # kind model only (isdaa.lab.model_world); the controlled kinds' fingerprints leave these fields out
+    model: str | None = option(None, help="model: the local model directory (reference = behaviour policy = start)")
+    prompts: str | None = option(None, help="model: training prompts (.txt one per line, or .jsonl with 'prompt')")
+    eval_prompts: str | None = option(None, help="model: held-out prompts (same formats), never in the pairs")
+    n_eval_prompts: int = option(64, help="model: held-out prompts used per evaluation (0 = all)",
+                                 check=non_negative())
+    gold: str = option("vader", help="model: the gold scorer of every evaluation (a registered scorer name)")
+    label_scorer: str = option("", help="model: the scorer the Bradley-Terry labels use ('' = gold; a proxy)")
+    chat: bool = option(True, help="model: string prompts become one user message (the chat template)")
+    max_new_tokens: int = option(32, help="model: tokens sampled per completion at most", check=positive())
+    batch_size: int = option(64, help="model: sequences per generate / scoring call", check=positive())
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The cross-world study: several lab directories (one world each) → one table per (world, β) cell, the
 pre-registered selection rule of docs/results/RULE.md applied unchanged, and the team's bar checked.
 
-`isdaa lab compare DIR [DIR ...] --out OUT` writes OUT/summary.md and OUT/summary.json.
+`isdaa lab compare DIR [DIR ...] --out OUT` writes OUT/summary.md and OUT/summary.json. With `--supplementary`
+(runs outside the rule's design, e.g. β = 0.1 or the one-pass regime, `--regime one_pass`) it writes the same
+tables and compares `isdaa.objectives.RECOMMENDED`'s run with DPO, IPO and χPO, but applies no rule.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from isdaa.config import ObjectiveConfig
 from isdaa.errors import InputError
+from isdaa.objectives import RECOMMENDED
 from isdaa.lab.store import write_json
 from isdaa.lab.summary import SQRT_KL_GRID, summarize
 from isdaa.lab.verdict import dpo_label, fmt, fmt_mean_se
@@ -46,20 +50,21 @@ class Study:
     missing_runs: int = 0
 
 
-def load_cells(directories) -> Study:
-    """The few-pairs regime of every lab directory, by (world, β); the world is its config's `world.kind`."""
+def load_cells(directories, regime: str = REGIME) -> Study:
+    """The regime `regime` (default: few pairs) of every lab directory, by (world, β); the world is its config's
+    `world.kind`."""
     cells, methods, missing = {}, {}, 0
     for directory in directories:
         results = _load(directory)
         world = results["config"]["world"].get("kind", "topics")
         missing += int(results.get("missing_runs") or 0)
         methods.update({m["label"]: m["overrides"] for m in results["methods"]})
-        for beta, block in summarize(results).get(REGIME, {}).items():
+        for beta, block in summarize(results).get(regime, {}).items():
             cells[(world, float(beta))] = {"methods": block["methods"], "budget": block["budget_sqrt_kl"],
                                            "reference_gold": results["reference_gold"]["gold"],
                                            "dpo": dpo_label(results["methods"])}
     if not cells:
-        raise InputError(f"no {REGIME} results in {', '.join(map(str, directories))}")
+        raise InputError(f"no {regime} results in {', '.join(map(str, directories))}")
     return Study(cells, methods, missing)
 
 
@@ -166,7 +171,7 @@ def _versus_lines(cells: dict, label: str) -> list[str]:
 def _bar_lines(cells: dict, labels: list[str]) -> list[str]:
     lines = ["## The team's bar (per cell: criteria met of 4)", "",
              "Criteria: KL-constrained best gold ≥ DPO's at every √KL of the grid; best-checkpoint gold ≥ DPO's best "
-             "− 1 SE; final gold within 5% of its own best; no collapse in 5 seeds.", ""]
+             "− 1 SE; final gold within 5% of its own best; no collapsed seed.", ""]
     names = [f"{w} beta={b:g}" for w, b in _cell_names(cells)]
     lines += ["| candidate | " + " | ".join(names) + " | meets the bar everywhere |", "| --- " * (len(names) + 2) + "|"]
     for m in labels:
@@ -177,17 +182,40 @@ def _bar_lines(cells: dict, labels: list[str]) -> list[str]:
     return lines + [""]
 
 
-def write_comparison(directories, out, note: str = "") -> Path:
-    """OUT/summary.md and OUT/summary.json for the lab directories `directories` (one world each); `note`: a
-    paragraph for the top of summary.md (e.g. which world of the design is still missing)."""
-    study = load_cells(directories)
+def recommended_label(methods: dict) -> str | None:
+    """The label of the method whose objective is `RECOMMENDED`'s (keys it leaves out at their ObjectiveConfig
+    defaults; no other key set); None when no method is."""
+    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(ObjectiveConfig)}
+    for label, overrides in methods.items():
+        if set(overrides) <= set(RECOMMENDED) and all(overrides.get(k, defaults.get(k)) == v
+                                                      for k, v in RECOMMENDED.items()):
+            return label
+    return None
+
+
+def _supplementary_lines(cells: dict, methods: dict) -> list[str]:
+    label = recommended_label(methods)
+    lines = ["## No rule here", "", "These runs are outside the design of docs/results/RULE.md (the few-pairs regime at "
+             "β ∈ {0.01, 0.05}); they show how the recommendation chosen there behaves elsewhere.", ""]
+    if label is None or not all(label in c["methods"] for c in cells.values()):
+        return lines + ["The recommendation (`isdaa.objectives.RECOMMENDED`) was not run in every cell.", ""]
+    return lines + _versus_lines(cells, label) + _bar_lines(cells, [label])
+
+
+def write_comparison(directories, out, note: str = "", *, regime: str = REGIME, supplementary: bool = False) -> Path:
+    """OUT/summary.md and OUT/summary.json for the lab directories `directories` (one world each) in `regime`;
+    `note`: a paragraph for the top of summary.md (e.g. which world of the design is still missing);
+    `supplementary`: no rule, only the tables and the recommendation against DPO, IPO and χPO."""
+    study = load_cells(directories, regime)
     cells, methods, missing = study.cells, study.methods, study.missing_runs
-    rule = apply_rule(cells, methods)
+    rule = None if supplementary else apply_rule(cells, methods)
     labels = [m for m in methods if any(m in c["methods"] for c in cells.values())]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# The cross-world study", "",
-             f"Worlds and β: {', '.join(f'{w} β={b:g}' for w, b in _cell_names(cells))}; the few-pairs regime; seed "
+    title = "# Supplementary runs" if supplementary else "# The cross-world study"
+    lines = [title, "",
+             f"Worlds and β: {', '.join(f'{w} β={b:g}' for w, b in _cell_names(cells))}; the {regime} regime; seed "
              f"means ± SE. Each world's own report: its directory's report.md.", ""]
     if note:
         lines += [note, ""]
@@ -202,11 +230,15 @@ def write_comparison(directories, out, note: str = "") -> Path:
                            lambda r: f"{fmt_mean_se(r['final_gold'])} ({r['collapsed']}/{r['n_seeds']})")
     lines += _metric_table(cells, labels, "Best-checkpoint gold", lambda r: fmt_mean_se(r["best_gold"]))
     lines += _metric_table(cells, labels, "Final KL (nats)", lambda r: fmt_mean_se(r["final_kl"], 1))
-    lines += _rule_lines(rule) + _versus_lines(cells, rule["recommended"]) + _bar_lines(cells, rule["candidates"])
+    if supplementary:
+        lines += _supplementary_lines(cells, methods)
+    else:
+        lines += _rule_lines(rule) + _versus_lines(cells, rule["recommended"]) + _bar_lines(cells, rule["candidates"])
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json({"rule": rule, "missing_runs": missing, "cells": {f"{w} beta={b:g}": {m: {k: r[k] for k in ("frontier_score", "final_gold",
-                                                                                   "best_gold", "collapsed", "n_seeds")}
-                                                           for m, r in c["methods"].items()}
-                                        for (w, b), c in cells.items()}}, out / "summary.json")
+    write_json({"rule": rule, "regime": regime, "missing_runs": missing,
+                "cells": {f"{w} beta={b:g}": {m: {k: r[k] for k in ("frontier_score", "final_gold", "best_gold",
+                                                                     "collapsed", "n_seeds")}
+                                              for m, r in c["methods"].items()}
+                          for (w, b), c in cells.items()}}, out / "summary.json")
     return path

@@ -37,6 +37,10 @@ class LabEvaluator:
         self.prompt_ids = [tokenizer(p)["input_ids"] for p in self.prompts]
         register_scorer("lab", lab_scorer(world, tokenizer))
         self.scorer = get_scorer("lab")
+        self._start_log()
+
+    def _start_log(self) -> None:
+        """No evaluation yet, an empty window of logged steps, the clock started."""
         self.evals: list[dict] = []
         self._window: list[dict] = []
         self._ess_min = math.inf

@@ -14,6 +14,7 @@ import numpy as np
 
 from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
 from isdaa.eval.stats import t_quantile
+from isdaa.lab.model_world import is_model_world, policy_table, reference_lines, timing_lines
 from isdaa.lab.regimes import regime_steps
 from isdaa.lab.summary import group_runs, mean_curve, summarize
 from isdaa.lab.world import WHY_OVEROPTIMIZES
@@ -100,6 +101,11 @@ def _mechanism_note(results: dict) -> str:
             f"length limit ({world['max_len'] + 1} tokens).")
 
 
+MODEL_FILES_NOTE = ("`results.json` (everything, incl. every evaluation and its time), `results.csv` (one row per run × "
+                    "evaluation), `prepared.json` (the pairs' and the reference gold's statistics and times), `pairs/` "
+                    "(TRL JSONL with behaviour = reference log-probs, label and gold scores), `eval_prompts.txt`, "
+                    "`runs/` (each run's config.yaml, metrics.jsonl and record.json).")
+
 FILES_NOTE = ("`results.json` (everything, incl. every evaluation), `results.csv` (one row per run × evaluation), "
               "`reference/` (the SFT reference + tokenizer), `pairs/` (TRL JSONL with behaviour log-probs), "
               "`eval_prompts.txt`, `runs/` (each run's config.yaml and metrics.jsonl).")
@@ -173,9 +179,12 @@ def _block_section(results: dict, regime: str, beta: float, block: dict, main: b
         return lines
     lines += ["### Verdict (generated from the numbers above)", ""] + verdict(results, block) + [""]
     dpo = dpo_label(results["methods"])
-    mech = mechanism_table(results, regime, beta, dpo) if dpo else []
-    if mech:
-        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + mech + ["", _mechanism_note(results), ""]
+    model = is_model_world(results["config"]["world"])
+    table = (policy_table if model else mechanism_table)(results, regime, beta, dpo) if dpo else []
+    if table:
+        note = ("Proxy: the label scorer's mean (n/a when it is the gold scorer). EOS: samples that ended within the "
+                "token limit." if model else _mechanism_note(results))
+        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + table + ["", note, ""]
     return lines
 
 
@@ -200,12 +209,14 @@ def write_report(results: dict, summary: dict, out: Path, plots: list[Path]) -> 
     lines = ["# isdaa lab report", ""]
     lines += [_runs_line(results), ""]
     lines += ["## The world", "", results["world"], "", _why(results), ""]
-    lines += _reference_section(results) + _protocol_section(results)
+    model = is_model_world(cfg["world"])
+    lines += (reference_lines(results) if model else _reference_section(results)) + _protocol_section(results)
+    lines += timing_lines(results) + [""] if model else []
     for regime, by_beta in summary.items():
         for beta in sorted(by_beta, key=lambda b: (b != report_beta, b)):
             lines += _block_section(results, regime, beta, by_beta[beta], beta == report_beta)
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "## Files", "", FILES_NOTE]
+    lines += ["", "## Files", "", MODEL_FILES_NOTE if model else FILES_NOTE]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

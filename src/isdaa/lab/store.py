@@ -45,9 +45,24 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+# LabWorldConfig fields of kind `model` only: left out of a controlled world's settings, so its fingerprints (and
+# every record and prepared.json written before these fields existed) stay as they were
+MODEL_WORLD_FIELDS = ("model", "prompts", "eval_prompts", "n_eval_prompts", "gold", "label_scorer", "chat",
+                      "max_new_tokens", "batch_size")
+
+
+def world_settings(world) -> dict:
+    """The world config as a dict, without the model-world fields unless it is kind `model`."""
+    settings = dataclasses.asdict(world)
+    if settings["kind"] != "model":
+        for name in MODEL_WORLD_FIELDS:
+            settings.pop(name)
+    return settings
+
+
 def preparation_key(config, n_pairs: int) -> str:
     """The fingerprint of what the reference, the behaviour policy and the pairs depend on."""
-    return fingerprint({"world": dataclasses.asdict(config.world), "reference": dataclasses.asdict(config.reference),
+    return fingerprint({"world": world_settings(config.world), "reference": dataclasses.asdict(config.reference),
                         "pairs": dataclasses.asdict(config.pairs), "n_pairs": int(n_pairs)})
 
 

@@ -11,6 +11,9 @@ Runs go to a pool of `workers` processes (one torch thread each); each finished 
 Outputs (in `output_dir`): `results.json`, `results.csv` (one row per run × evaluation), `report.md`,
 `frontier_*.png`, `over_steps_*.png` (`isdaa.lab.outputs`), plus `reference/`, `pairs/` and
 `runs/<regime>/<method>/beta-*/seed-*/`. The methods and regimes compared are resolved by `isdaa.lab.regimes`.
+A world of kind `model` (a real pretrained model, `isdaa.lab.model_world`) branches here in four places: its
+preparation (`_prepare_model`: no SFT, one pair set for every seed), its evaluator, its training keys (LoRA) and
+its validation; everything else — specs, store, pool, outputs — is shared.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from isdaa.eval.stats import mean_se
 from isdaa.generation import sample_completions
 from isdaa.lab import store
 from isdaa.lab.evaluator import LabEvaluator
+from isdaa.lab.model_world import (ModelEvaluator, ModelWorld, is_model_world, load_model_world, model_pairs,
+                                   model_reference_gold, model_train_overrides, pair_chunk, write_model_pairs)
 from isdaa.lab.outputs import write_outputs
 from isdaa.lab.preference_data import completion_words, make_pairs, write_eval_prompts
 from isdaa.lab.regimes import regime_overrides, regime_steps, resolve_methods, resolve_regimes
@@ -85,11 +90,7 @@ def run_one(spec: dict) -> dict:
     run_dir = Path(spec["train"]["output_dir"])
     try:
         torch.set_num_threads(1)
-        world = World(WorldParams(**spec["world"]))
-        ref_dir = spec["reference_dir"]
-        tokenizer = AutoTokenizer.from_pretrained(ref_dir)
-        reference = AutoModelForCausalLM.from_pretrained(ref_dir, use_safetensors=True).eval()
-        evaluator = LabEvaluator(world, reference, tokenizer, n_samples=spec["eval_samples"], seed=meta["seed"])
+        evaluator = _evaluator(spec)
         evals = evaluator.evals
         shutil.rmtree(run_dir, ignore_errors=True)
         cfg = load_config(TrainConfig, None, spec["train"])
@@ -103,6 +104,21 @@ def run_one(spec: dict) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     store.save_record(spec, record)  # a sweep run again skips this run
     return record
+
+
+def _evaluator(spec: dict):
+    """The run's evaluation callback: `LabEvaluator` against the SFT reference, or for a model world
+    `ModelEvaluator` (its reference: the policy with its LoRA adapter disabled, else a frozen copy of the model)."""
+    ref_dir = spec["reference_dir"]
+    tokenizer = AutoTokenizer.from_pretrained(ref_dir)
+    if is_model_world(spec["world"]):
+        full = not spec["train"].get("lora.enabled")
+        reference = AutoModelForCausalLM.from_pretrained(ref_dir, use_safetensors=True).eval() if full else None
+        return ModelEvaluator(load_model_world(WorldParams(**spec["world"])), tokenizer, reference,
+                              n_samples=spec["eval_samples"], seed=spec["meta"]["seed"])
+    world = World(WorldParams(**spec["world"]))
+    reference = AutoModelForCausalLM.from_pretrained(ref_dir, use_safetensors=True).eval()
+    return LabEvaluator(world, reference, tokenizer, n_samples=spec["eval_samples"], seed=spec["meta"]["seed"])
 
 
 def _fmt_run(rec: dict, i: int, n: int) -> str:
@@ -176,9 +192,53 @@ def _fit_behavior(world: World, rc, out: Path, progress) -> dict | None:
     return _fit(mu, rc, out / "behavior", rc.seed + 1, progress)
 
 
+def _pairs_in_parallel(settings: dict, n_pairs: int, label_temperature: float, seed: int, processes: int) -> list:
+    """A model world's pairs from `processes` worker processes (one core each), chunk k with seed 1000·seed + k."""
+    sizes = [n_pairs // processes + (k < n_pairs % processes) for k in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_init_worker) as pool:
+        chunks = pool.map(pair_chunk, [settings] * processes, sizes, [label_temperature] * processes,
+                          [1000 * seed + k for k in range(processes)])
+        return [row for chunk in chunks for row in chunk]
+
+
+def _prepare_model(config: LabConfig, out: Path, progress) -> Prepared:
+    """`prepare` for a model world: the model is the reference; one pair set serves every seed; the model's gold."""
+    world = load_model_world(config.world)
+    regimes = resolve_regimes(config.regimes)
+    n_pairs = max(r["n_pairs"] for r in regimes)
+    key = store.preparation_key(config, n_pairs)
+    saved = store.load_prepared(out, key) or {}
+    tokenizer = AutoTokenizer.from_pretrained(world.params.model)
+    model = AutoModelForCausalLM.from_pretrained(world.params.model, use_safetensors=True).eval()
+    entry = next(iter(saved.get("pairs", {}).values()), None)
+    if entry is None:
+        t0, processes = time.perf_counter(), min(config.workers, 2) if n_pairs >= 64 else 1
+        lt, seed = config.pairs.label_temperature, config.pairs.seed
+        if processes == 1:
+            rows = model_pairs(world, model, tokenizer, n_pairs, label_temperature=lt, seed=seed)
+        else:
+            rows = _pairs_in_parallel(store.world_settings(config.world), n_pairs, lt, seed, processes)
+        path = out / "pairs" / "pairs.jsonl"
+        stats = write_model_pairs(rows, path, tokenizer, label_temperature=lt, seconds=time.perf_counter() - t0,
+                                  processes=processes)
+        entry = {"file": str(path), "stats": stats}
+        if progress:
+            progress(f"pairs: {n_pairs} in {stats['seconds']:.0f}s ({stats['pairs_per_minute']:.0f}/min); gold chosen "
+                     f"{stats['gold_chosen']:.3f} vs rejected {stats['gold_rejected']:.3f}")
+    pairs = _regime_files({int(s): {"file": entry["file"], "stats": entry["stats"]} for s in config.seeds}, out, regimes)
+    ref_gold = saved.get("reference_gold") or model_reference_gold(world, model, tokenizer, n=max(2, config.eval_samples))
+    atomic_write_text(out / "eval_prompts.txt", "".join(f"{p}\n" for p in world.eval_prompts()))
+    reference = {"path": world.params.model, "kind": "model"}
+    store.save_prepared(out, key, {"reference": reference, "behavior": None, "pairs": pairs, "reference_gold": ref_gold})
+    return Prepared(world, reference, pairs, ref_gold, None)
+
+
 def prepare(config: LabConfig, out: Path, *, progress=say) -> Prepared:
     """World, SFT reference (and behaviour policy), pairs per seed and the reference's gold reward (large sample);
     what `prepared.json` already holds for the same settings is reused, so a resumed sweep starts at once."""
+    if is_model_world(config.world):
+        return _prepare_model(config, out, progress)
     world = World(WorldParams(**dataclasses.asdict(config.world)))
     regimes = resolve_regimes(config.regimes)
     key = store.preparation_key(config, max(r["n_pairs"] for r in regimes))
@@ -225,12 +285,19 @@ def _train_overrides(run_dir: Path, prep: Prepared, reg: dict, method: dict, bet
         "overwrite": True, "resume": "never", "progress": False, "num_threads": 1,
         "model.name_or_path": prep.reference["path"],
         "data.train_file": prep.pairs[int(seed)]["files"][reg["name"]],
-        "data.max_length": 64, "data.max_prompt_length": 8,
-        "data.extra_columns": ["gold_chosen", "gold_rejected", "p_chosen"],
+        **_world_overrides(prep.world),
         "objective.beta": float(beta),
         **{f"objective.{k}": v for k, v in method["overrides"].items()},
         **regime_overrides(reg),
     }
+
+
+def _world_overrides(world) -> dict:
+    """The world's dotted TrainConfig keys: truncation and extra columns (a model world: also LoRA)."""
+    if isinstance(world, ModelWorld):
+        return model_train_overrides(world)
+    return {"data.max_length": 64, "data.max_prompt_length": 8,
+            "data.extra_columns": ["gold_chosen", "gold_rejected", "p_chosen"]}
 
 
 def build_specs(config: LabConfig, out: Path, prep: Prepared) -> list[dict]:
@@ -246,7 +313,7 @@ def build_specs(config: LabConfig, out: Path, prep: Prepared) -> list[dict]:
                     specs.append({
                         "meta": {"method": m["label"], "overrides": m["overrides"], "beta": float(beta),
                                  "seed": int(seed), "regime": reg["name"], "steps": regime_steps(reg)},
-                        "world": dataclasses.asdict(config.world), "reference_dir": prep.reference["path"],
+                        "world": store.world_settings(config.world), "reference_dir": prep.reference["path"],
                         "eval_samples": config.eval_samples, "keep_models": config.keep_models,
                         "train": _train_overrides(run_dir, prep, reg, m, beta, seed),
                     })
@@ -297,6 +364,8 @@ def _validated(config: LabConfig) -> LabConfig:
     """InputError on a bad lab config, before anything is written; report_beta defaults to the first β."""
     resolve_methods(config.methods)
     resolve_regimes(config.regimes)
+    if is_model_world(config.world):
+        load_model_world(config.world)
     if not config.seeds or not config.betas:
         raise InputError("option seeds / betas: need at least one value each")
     if config.workers < 1:
@@ -373,7 +442,7 @@ def run_lab(config: LabConfig, *, progress=say) -> dict:
     records = _run_all(specs, config.workers, progress, run_missing=not config.report_only)
     records.sort(key=lambda r: (r["regime"], r["method"], r["beta"], r["seed"]))
     results = {
-        "config": dataclasses.asdict(config),
+        "config": {**dataclasses.asdict(config), "world": store.world_settings(config.world)},
         "world": prep.world.describe(),
         "why": prep.world.why(),
         "reference": prep.reference,

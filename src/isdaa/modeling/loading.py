@@ -16,6 +16,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaC
 
 from isdaa.config import LoraConfig, ModelConfig
 from isdaa.errors import InputError
+from isdaa.modeling.checkpointing import enable_layer_checkpointing
+from isdaa.modeling.compiling import compile_blocks
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -131,9 +133,10 @@ def load_policy(cfg: ModelConfig, *, seed: int = 0):
             raise InputError(f"model.name_or_path: cannot load {cfg.name_or_path} ({str(exc).splitlines()[0]})") from None
     if cfg.disable_dropout:
         disable_dropout(model)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
+    if cfg.gradient_checkpointing:  # per decoder layer, the KV cache kept: prompt sharing still works
+        enable_layer_checkpointing(model)
+    if cfg.compile:
+        compile_blocks(model)
     return model
 
 

@@ -273,8 +273,9 @@ def batch_logps_shared_prompt(
     Returns the dict of `batch_logps`: `chosen_logps`, `rejected_logps` (B,) fp32 summed log-probs,
     `chosen_lengths`, `rejected_lengths` (B,) fp32 token counts.
 
-    Not for gradient checkpointing in training (transformers drops the cache there; raises ValueError) nor
-    for sliding-window caches shorter than prompt + completion.
+    Under activation checkpointing use `isdaa.modeling.checkpointing.enable_layer_checkpointing` (the cache
+    is kept, the prompt still runs once); transformers' own gradient checkpointing drops the cache in training
+    (raises ValueError here). Not for sliding-window caches shorter than prompt + completion.
     """
     b = _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask, rejected_ids, rejected_mask)
     device = prompt_ids.device
@@ -308,7 +309,10 @@ def _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask
     hf = _unwrap(model)
     checkpointed = any(getattr(mod, "gradient_checkpointing", False) is True for mod in hf.modules())
     if checkpointed and hf.training and torch.is_grad_enabled():
-        raise ValueError("batch_logps_shared_prompt does not work with gradient checkpointing; use batch_logps")
+        raise ValueError(
+            "batch_logps_shared_prompt does not work with transformers' gradient checkpointing (it drops the KV "
+            "cache); use isdaa.modeling.checkpointing.enable_layer_checkpointing, or batch_logps"
+        )
     return b
 
 

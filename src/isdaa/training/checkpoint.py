@@ -1,4 +1,5 @@
-"""Atomic checkpoints on top of `accelerate`'s state saving.
+"""Atomic checkpoints on top of `accelerate`'s state saving (or, under `distributed: fsdp2`, of
+`torch.distributed.checkpoint`: see `sharding.py`).
 
 A checkpoint is `<run>/checkpoints/step-N/`: accelerate's `save_state` (model, optimizer, scheduler, RNG)
 plus `trainer_state.json` (step, epoch, data position), written last. It is first written to
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from isdaa.training.runtime import durable_rename, failing_write
@@ -87,9 +89,12 @@ def resume_advice(run_dir: str | Path) -> str:
     return f"the checkpoint {latest} is intact: free space, then run the same command to resume from it"
 
 
-def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, keep_last: int) -> Path | None:
+def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, keep_last: int,
+                    write_state: Callable[[Path], None] | None = None) -> Path | None:
     """Write `step-N` atomically and durably (all processes must call it; the main process renames and
-    prunes). `WriteFailed` if it cannot be written (the temporary directory removed)."""
+    prunes). `write_state(directory)` writes the model, optimizer, schedule and RNG (default: accelerate's
+    `save_state`; isdaa's FSDP2 writes `torch.distributed.checkpoint` shards). `WriteFailed` if it cannot be
+    written (the temporary directory removed)."""
     root = checkpoint_dir(run_dir)
     final = root / f"step-{step}"
     tmp = root / f"step-{step}.tmp-write"
@@ -101,7 +106,10 @@ def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, ke
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     with failing_write("checkpoint", final, advice, temporary=tmp):
-        accelerator.save_state(str(tmp), safe_serialization=True)
+        if write_state is None:
+            accelerator.save_state(str(tmp), safe_serialization=True)
+        else:
+            write_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with failing_write("checkpoint", final, advice, temporary=tmp):

@@ -11,18 +11,22 @@ from isdaa.training.runtime import durable_rename, failing_write
 
 
 def save_final(accelerator, policy, tokenizer, run_dir: Path, *, lora: bool, name: str = "final",
-               card: str | None = None) -> Path:
+               card: str | None = None, gather_model=None) -> Path:
     """Write `final/` (safetensors + tokenizer; with LoRA the merged model, the adapter alone in
     `final/adapter`) through `final.tmp`, renamed into place. All processes must call it. Another `name`
-    (e.g. `best`, mid-run) leaves the policy as it is (LoRA is merged on a copy)."""
+    (e.g. `best`, mid-run) leaves the policy as it is (LoRA is merged on a copy). `gather_model(policy)`
+    (collective) gives the main process the model to save and its state dict (a model sharded by isdaa itself
+    is gathered there: `parallel.ShardedPlan`); default: accelerate's `unwrap_model` and `get_state_dict`."""
     final, tmp = run_dir / name, run_dir / f"{name}.tmp"
     accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(policy)
+    if gather_model is None:
+        model, state_dict = accelerator.unwrap_model(policy), accelerator.get_state_dict(policy)
+    else:
+        model, state_dict = gather_model(policy)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         # a failed write (disk full) removes `tmp` and raises WriteFailed, one line; the checkpoints are untouched
         with failing_write("the model", final, resume_advice(run_dir), temporary=tmp):
-            model = accelerator.unwrap_model(policy)
             if lora:
                 model.save_pretrained(tmp / "adapter")
                 model = (model if name == "final" else copy.deepcopy(model)).merge_and_unload()

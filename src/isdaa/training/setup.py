@@ -23,6 +23,7 @@ from isdaa.errors import InputError
 from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.objective import check_objective
+from isdaa.training.parallel import check_distributed
 from isdaa.training.runtime import DirectoryLock, process_state
 
 RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.jsonl", "config.yaml", "ref-cache")
@@ -57,6 +58,7 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     """Check the config, the model source, the tokenizer and every data row; nothing is written.
     Raises `InputError` (one line naming the option or the row) on the first problem."""
     check_objective(config.objective)
+    check_distributed(config)
     if config.data.train_file is None:
         raise InputError("option data.train_file: required (a .jsonl/.json/.parquet file or a datasets directory)")
     if config.data.max_prompt_length >= config.data.max_length:

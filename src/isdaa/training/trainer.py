@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from isdaa.config import TrainConfig, save_config
+from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError, RunInterrupted, TrainingStopped
 from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
@@ -35,8 +35,9 @@ from isdaa.training.final_model import save_final
 from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.objective import run_objective
 from isdaa.training.optimizer import optimizer_and_schedule
+from isdaa.training.parallel import make_plan
 from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
-from isdaa.training.runlog import MetricsLog, aggregate
+from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.training.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 from isdaa.training.signals import StopSignals, exit_code, stop_message
@@ -85,12 +86,10 @@ def _batch_tokens(batch) -> int:
 
 
 def _use_shared_prompt(config: TrainConfig, train_examples) -> bool:
-    """`prompt_sharing`, no gradient checkpointing (the cache is dropped there), and prompts long enough to
-    pay for the second forward call."""
+    """`prompt_sharing` and prompts long enough to pay for the second forward call (with or without
+    gradient checkpointing: isdaa's per-layer checkpointing keeps the KV cache)."""
     mean_prompt = sum(len(e.prompt_ids) for e in train_examples) / max(len(train_examples), 1)
-    return bool(
-        config.prompt_sharing and not config.model.gradient_checkpointing and mean_prompt >= MIN_SHARED_PROMPT_TOKENS
-    )
+    return bool(config.prompt_sharing and mean_prompt >= MIN_SHARED_PROMPT_TOKENS)
 
 
 class Trainer:
@@ -110,10 +109,13 @@ class Trainer:
         # the process group (PartialState) is kept
         AcceleratorState._reset_state()
         # our schedule counts optimizer steps (one per global batch): accelerate must not step it once per process
+        # under distributed: fsdp2 bf16 is FSDP2's own mixed precision (sharding.py), not accelerate's autocast
         self.acc = Accelerator(
-            cpu=use_cpu(), step_scheduler_with_optimizer=False, mixed_precision=config.mixed_precision,
-            log_with=config.trackers or None, project_dir=str(inputs.run_dir),
+            cpu=use_cpu(), step_scheduler_with_optimizer=False, log_with=config.trackers or None,
+            mixed_precision="no" if config.distributed == "fsdp2" else config.mixed_precision,
+            project_dir=str(inputs.run_dir),
         )
+        self.plan = make_plan(self.acc, config)  # DDP / Accelerate's plugins, or isdaa's FSDP2 (parallel.py)
         self.global_batch = config.batch_size * self.acc.num_processes * config.grad_accum
         self.signals = StopSignals()
 
@@ -151,13 +153,13 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = next(self.batches)
             last = micro == cfg.grad_accum - 1
-            with contextlib.nullcontext() if last else acc.no_sync(self.policy):
+            with self.plan.no_sync(self.policy, last):
                 out = self.objective(batch)
                 finite &= bool(torch.isfinite(out.loss))
-                acc.backward(out.loss / cfg.grad_accum)
+                acc.backward(out.loss / self.plan.loss_divisor(cfg.grad_accum))
             records.append(out.metrics)
             tokens += _batch_tokens(batch)
-        norm = acc.clip_grad_norm_(self.policy.parameters(), cfg.optim.max_grad_norm or float("inf"))
+        norm = self.plan.clip_grad_norm(self.policy, cfg.optim.max_grad_norm or float("inf"))
         finite &= bool(torch.isfinite(torch.as_tensor(norm)))
         # finite on every process (accelerate's reduce sums: a sum of "not finite" flags of 0)
         finite = bool(acc.reduce(torch.tensor(float(not finite), device=acc.device), "sum") == 0)
@@ -214,7 +216,8 @@ class Trainer:
             skip = position * self.cfg.grad_accum if step == self.start_step else 0
             self.batches = epoch_batches(
                 self.acc, self.inputs.train, seed=self.cfg.seed, epoch=epoch, batch_size=self.cfg.batch_size,
-                collate_fn=self._collate, skip=skip,
+                collate_fn=self._collate, skip=skip, group=self.global_batch if self.cfg.data.group_by_length else 0,
+                shared_prompt=self.shared_prompt,
             )
             self.batches_epoch = epoch
         return epoch
@@ -270,7 +273,10 @@ class Trainer:
     def save_checkpoint(self, step: int, epoch: int) -> Path:
         """`checkpoints/step-N/`: accelerate's state plus the trainer's counters and epoch (atomic)."""
         state = {**self.trainer_state, "epoch": epoch}
-        return ckpt.save_checkpoint(self.acc, self.run_dir, step, state, self.cfg.keep_last)
+        return ckpt.save_checkpoint(self.acc, self.run_dir, step, state, self.cfg.keep_last, self._write_state)
+
+    def _write_state(self, directory: Path) -> None:
+        self.plan.write_checkpoint(directory, self.policy, self.optimizer, self.scheduler)
 
     def step_end(self, step: int, epoch: int) -> None:
         """The `on_step_end` hook on every process, then a stop if a callback asked for one on any process:
@@ -299,7 +305,8 @@ class Trainer:
 
     def save_model(self, name: str) -> Path:
         """The policy as `<run_dir>/<name>/`, written like `final/` (collective)."""
-        return save_final(self.acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, name=name)
+        return save_final(self.acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, name=name,
+                          gather_model=self.plan.gather_model)
 
     def evaluate(self, step: int) -> None:
         """Held-out preference metrics (`eval/` keys, logged) and the `on_eval` hook, then a barrier."""
@@ -346,15 +353,15 @@ class Trainer:
         self._load_models()
         self.steps_per_epoch = len(self.inputs.train) // self.global_batch
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
-        optimizer, scheduler = optimizer_and_schedule(self.policy, cfg.optim, self.total_steps)
-        self.policy, self.optimizer, self.scheduler = acc.prepare(self.policy, optimizer, scheduler)
+        self.policy, self.reference, self.optimizer, self.scheduler = self.plan.prepare(
+            self.policy, self.reference, lambda model: optimizer_and_schedule(model, cfg.optim, self.total_steps))
         self.policy.train()
         self._resume()
         self.batches, self.batches_epoch = None, None
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
         self.log.truncate_after(self.start_step)
         if acc.is_main_process:
-            save_config(cfg, self.run_dir / "config.yaml")
+            write_run_config(cfg, self.run_dir)
         if cfg.trackers:
             acc.init_trackers(self.run_dir.name, config={"seed": cfg.seed})
         if acc.is_main_process:
@@ -411,7 +418,7 @@ class Trainer:
         if path is None:
             return
         try:
-            self.acc.load_state(str(path))
+            self.plan.read_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:  # SafetensorError: torn weights
             raise InputError(
                 f"option resume: checkpoint {path} cannot be loaded ({str(exc).splitlines()[0][:200]}); "
@@ -429,7 +436,8 @@ class Trainer:
         card = model_card(self.cfg, run_facts(
             self.cfg, self.run_dir, steps=last, skipped_steps=self.trainer_state["skipped_steps"],
             rows_used=len(self.inputs.train), rows_dropped=self.inputs.dropped)) if acc.is_main_process else None
-        final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, card=card)
+        final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, card=card,
+                           gather_model=self.plan.gather_model)
         result = TrainResult(self.run_dir, final, last, self.trainer_state["skipped_steps"], self.history,
                              self.stop_reason)
         if acc.is_main_process:
@@ -438,9 +446,10 @@ class Trainer:
             call_hook(self.callbacks, "on_train_end", result)
         # the DDP wrapper must be gone before the process group is destroyed: a gloo group torn down
         # under a live Reducer hangs in its destructor at exit
-        self.policy = self.optimizer = self.scheduler = self.batches = None
+        self.policy = self.reference = self.optimizer = self.scheduler = self.batches = None
         acc.free_memory()
         acc.end_training()
+        self.plan.close()
         return result
 
     # ---- small helpers ------------------------------------------------------------------------

@@ -1,0 +1,402 @@
+"""The lab on a real pretrained model: world kind `model` (`world: {kind: model, model: DIR, prompts: FILE, ...}`).
+
+The world is a local model directory (e.g. SmolLM2-135M-Instruct from `isdaa models prepare smollm2`), a file of
+training prompts, a file of held-out prompts and two scorers from `isdaa.generation.scorers`: `gold` (what every
+evaluation measures) and `label_scorer` (what the Bradley–Terry labels of the pairs use; default: the gold one, so
+that a proxy-vs-gold study is one config line). What differs from the controlled worlds, in one place:
+
+- the reference is the model itself (no SFT): the policy starts there, LoRA by default (`lora.enabled: false` in a
+  regime: full fine-tuning against a frozen copy);
+- the pairs (`make_model_pairs`): training prompts drawn with replacement, two completions each sampled from the
+  model in batches (`isdaa.generation.generate_pairs`: KV cache, left padding, T = 1, no top-p, at most
+  `max_new_tokens` tokens), labelled by a Bradley–Terry draw on the label scorer at `pairs.label_temperature`.
+  Each row carries the model's summed log-probs as `behavior_*_logps` and, since the reference is the same model,
+  as `ref_*_logps` too (the trainer then skips its reference pass). One pair set serves every training seed (a
+  seed changes the LoRA initialisation, the data order and the evaluation samples): on 2 CPU cores the pairs are
+  the most expensive stage;
+- the evaluation (`ModelEvaluator`): `eval_samples` completions per held-out prompt at T = 1 without top-p; the
+  policy's log-probs are those `generate` sampled from (exact at T = 1 without top-p / top-k), the reference's are
+  teacher-forced (`score_logps`; under LoRA the same model with its adapter disabled); KL k1 and k3 with SEs
+  clustered by prompt, gold mean ± SE, the label scorer's mean (`proxy`), length in tokens, EOS rate;
+- the report's reference, policy and timing sections (`reference_lines`, `policy_table`, `timing_lines`): every
+  stage's time is measured by the sweep itself and kept in `prepared.json` and the run records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from isdaa.config import LabWorldConfig
+
+from isdaa.data.prompts import load_prompt_file, tokenize_prompts
+from isdaa.errors import InputError
+from isdaa.eval.kl import kl_estimates
+from isdaa.eval.stats import mean_se
+from isdaa.generation import generate_pairs, get_scorer, sample_completions, score_logps, write_pairs
+from isdaa.generation.pairs import bt_probability
+from isdaa.lab.evaluator import LabEvaluator
+from isdaa.lab.verdict import fmt
+from isdaa.modeling.prepare import MODELS, model_dir
+
+__all__ = ["ModelWorld", "ModelEvaluator", "is_model_world", "load_model_world", "model_pairs", "pair_chunk",
+           "write_model_pairs",
+           "model_reference_gold", "model_train_overrides", "reference_lines", "policy_table", "timing_lines",
+           "EXTRA_COLUMNS"]
+
+EXTRA_COLUMNS = ["score_chosen", "score_rejected", "gold_chosen", "gold_rejected"]
+
+WHY = """**Why over-optimization can happen here.** The pairs are the model's own samples, labelled by the label
+scorer through Bradley–Terry draws; a DAA fits β·log π/π_ref to them. With a small β and several passes over a
+fixed set of pairs it keeps moving likelihood after the pairs are separated: the chosen and the rejected
+responses both lose likelihood and the freed mass goes to responses the pairs never contain (longer or shorter
+ones, repeated sentiment words, text that no longer ends). The gold scorer sees those responses for the first
+time; if they score lower, the gold reward rises, peaks and falls while the KL to the reference keeps growing.
+Whether it does on this model is what the curves below measure."""
+
+
+def is_model_world(world) -> bool:
+    """Whether a world config (a LabWorldConfig or its dict) is of kind `model`."""
+    kind = world.get("kind") if isinstance(world, dict) else world.kind
+    return kind == "model"
+
+
+@dataclasses.dataclass
+class ModelWorld:
+    """A real-model world: its settings and prompts (strings or message lists, as in the files)."""
+
+    params: object  # LabWorldConfig
+    train: list
+    held_out: list
+
+    @property
+    def label_name(self) -> str:
+        return self.params.label_scorer or self.params.gold
+
+    def train_prompts(self) -> list:
+        return self.train
+
+    def eval_prompts(self) -> list:
+        n = self.params.n_eval_prompts
+        return self.held_out[:n] if n else self.held_out
+
+    def rendered(self, prompts: list) -> list:
+        """`prompts` as generate / the trainer see them: a string becomes one user message when `chat`."""
+        if not self.params.chat:
+            return list(prompts)
+        return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+
+    def describe(self) -> str:
+        p = self.params
+        proxy = (f"the label scorer `{self.label_name}` is a proxy of the gold scorer `{p.gold}`"
+                 if self.label_name != p.gold else f"the labels use the gold scorer `{p.gold}` itself")
+        return "\n".join([
+            f"- Kind: `model` — a real pretrained model, `{p.model}`, is the reference, the behaviour policy and "
+            f"the start of every run.",
+            f"- Prompts: {len(self.train)} training prompts (`{p.prompts}`), {len(self.eval_prompts())} held-out "
+            f"prompts (`{p.eval_prompts}`)" + (", each one user message of the chat template." if p.chat else "."),
+            f"- Completions: at most {p.max_new_tokens} new tokens, sampled at temperature 1 without top-p / top-k.",
+            f"- Gold reward: scorer `{p.gold}` of the completion; {proxy}.",
+        ])
+
+    def why(self) -> str:
+        return WHY
+
+
+def _check_scorer(field: str, name: str) -> None:
+    try:
+        get_scorer(name)
+    except InputError as exc:
+        raise InputError(f"option world.{field}: {exc}") from None
+
+
+def model_path(name: str) -> Path:
+    """`world.model` as a directory: a name of `isdaa models prepare` (e.g. `smollm2`: its prepared directory in
+    this machine's cache), else a path (`~` expanded)."""
+    return model_dir(name) if name in MODELS else Path(name).expanduser()
+
+
+def load_model_world(params) -> ModelWorld:
+    """The world of a kind-`model` config, its `model` resolved to a directory (`model_path`); InputError (one
+    line naming the option) when its model directory, prompt files or scorers are missing or wrong."""
+    if not params.model:
+        raise InputError("option world.model: required for world kind 'model' (a local model directory, or "
+                         f"{' / '.join(MODELS)} after `isdaa models prepare <name>`)")
+    path = model_path(params.model)
+    if not (path / "config.json").is_file():
+        hint = f"run `isdaa models prepare {params.model}` first" if params.model in MODELS else "no config.json"
+        raise InputError(f"option world.model: {path} is not a model directory ({hint})")
+    params = dataclasses.replace(params, model=str(path))
+    prompts = {}
+    for field in ("prompts", "eval_prompts"):
+        path = getattr(params, field)
+        if not path:
+            raise InputError(f"option world.{field}: required for world kind 'model' (a .txt or .jsonl prompt file)")
+        try:
+            prompts[field] = load_prompt_file(path)
+        except InputError as exc:
+            raise InputError(f"option world.{field}: {str(exc).removeprefix('prompts: ')}") from None
+    _check_scorer("gold", params.gold)
+    if params.label_scorer:
+        _check_scorer("label_scorer", params.label_scorer)
+    return ModelWorld(params, prompts["prompts"], prompts["eval_prompts"])
+
+
+def model_train_overrides(world: ModelWorld) -> dict:
+    """The dotted TrainConfig keys of the model world's runs (before a regime's own): LoRA on every linear layer of
+    the attention and the MLP, no truncation (the pairs' log-probs are of the whole sequences)."""
+    return {
+        "lora.enabled": True, "lora.r": 16, "lora.alpha": 32,
+        "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "data.max_length": 1024, "data.max_prompt_length": 512, "data.extra_columns": list(EXTRA_COLUMNS),
+        "plots": False,  # the lab draws its own figures
+    }
+
+
+# ----------------------------------------------------------------------------- pairs
+def _round(world: ModelWorld, model, tokenizer, rng, need: int, *, label_temperature: float, seed: int) -> list[dict]:
+    """One round of `generate_pairs` over `need` + a few prompts drawn with replacement; rows with scores."""
+    draw = need + max(4, int(0.1 * need))
+    prompts = [world.train[i] for i in rng.integers(0, len(world.train), size=draw)]
+    p = world.params
+    return generate_pairs(model, tokenizer, world.rendered(prompts), scorer=world.label_name, label="bt",
+                          bt_temperature=label_temperature, max_new_tokens=p.max_new_tokens, seed=seed,
+                          batch_size=p.batch_size, with_scores=True)[:need]
+
+
+def _text(value) -> str:
+    """A prompt's or a completion's text: the string, or the content of its last message."""
+    return value if isinstance(value, str) else value[-1]["content"]
+
+
+def model_pairs(world: ModelWorld, model, tokenizer, n_pairs: int, *, label_temperature: float, seed: int) -> list[dict]:
+    """`n_pairs` labelled pairs sampled from `model`: TRL rows with behaviour = reference log-probs, the label
+    scorer's scores (`score_*`) and the gold scorer's (`gold_*`)."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    for round_ in range(20):
+        if len(rows) >= n_pairs:
+            break
+        rows += _round(world, model, tokenizer, rng, n_pairs - len(rows), label_temperature=label_temperature,
+                       seed=seed * 1_000_003 + round_)
+    if len(rows) < n_pairs:
+        raise RuntimeError(f"the model produced only {len(rows)} usable pairs in 20 rounds (identical or empty "
+                           f"completions are left out)")
+    gold = get_scorer(world.params.gold)
+    if world.label_name == world.params.gold:
+        gc, gr = [r["score_chosen"] for r in rows], [r["score_rejected"] for r in rows]
+    else:
+        prompts = tokenize_prompts(tokenizer, [r["prompt"] for r in rows], 10**9)[1]  # as the evaluator's scorer sees them
+        gc = gold(prompts, [_text(r["chosen"]) for r in rows])
+        gr = gold(prompts, [_text(r["rejected"]) for r in rows])
+    for row, c, r in zip(rows, gc, gr):
+        row["gold_chosen"], row["gold_rejected"] = float(c), float(r)
+        row["ref_chosen_logps"], row["ref_rejected_logps"] = row["behavior_chosen_logps"], row["behavior_rejected_logps"]
+    return rows
+
+
+def pair_chunk(settings: dict, n_pairs: int, label_temperature: float, seed: int) -> list[dict]:
+    """`model_pairs` in a worker process (one torch thread), from the world's settings dict."""
+    world = load_model_world(LabWorldConfig(**settings))
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(world.params.model)
+    model = AutoModelForCausalLM.from_pretrained(world.params.model, use_safetensors=True).eval()
+    return model_pairs(world, model, tokenizer, n_pairs, label_temperature=label_temperature, seed=seed)
+
+
+def write_model_pairs(rows: list[dict], path: Path, tokenizer, *, label_temperature: float, seconds: float,
+                      processes: int) -> dict:
+    """Write the pairs (atomically); their statistics with the wall time they took and the processes that made them."""
+    write_pairs(rows, path)
+    return {**model_pair_stats(rows, tokenizer, label_temperature), "seconds": seconds, "processes": processes,
+            "pairs_per_minute": 60 * len(rows) / seconds}
+
+
+def model_pair_stats(rows: list[dict], tokenizer, label_temperature: float) -> dict:
+    """Means of the pairs' gold and label scores and lengths (tokens), ties, and label agreement with the gold."""
+    col = {k: np.array([r[k] for r in rows], dtype=float) for k in EXTRA_COLUMNS}
+    lengths = {k: np.mean([len(tokenizer(_text(r[k]), add_special_tokens=False)["input_ids"])
+                           for r in rows]) for k in ("chosen", "rejected")}
+    gc, gr, sc, sr = col["gold_chosen"], col["gold_rejected"], col["score_chosen"], col["score_rejected"]
+    differ, label_differ = gc != gr, sc != sr
+    hi, lo = np.maximum(sc, sr)[label_differ], np.minimum(sc, sr)[label_differ]
+    return {
+        "n_pairs": len(rows), "label_temperature": label_temperature,
+        "gold_chosen": float(gc.mean()), "gold_rejected": float(gr.mean()),
+        "label_chosen": float(sc.mean()), "label_rejected": float(sr.mean()),
+        "length_chosen": float(lengths["chosen"]), "length_rejected": float(lengths["rejected"]),
+        "ties": float(np.mean(~differ)),
+        "agreement": float(np.mean(gc[differ] > gr[differ])) if differ.any() else math.nan,
+        "expected_agreement": float(np.mean(bt_probability(hi, lo, label_temperature))) if label_differ.any() else math.nan,
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _prompt_ids(world: ModelWorld, tokenizer) -> tuple[list, list]:
+    ids, texts, _ = tokenize_prompts(tokenizer, world.rendered(world.eval_prompts()), 10**9)
+    return ids, texts
+
+
+def model_reference_gold(world: ModelWorld, model, tokenizer, *, n: int, seed: int = 99) -> dict:
+    """The model's (= the reference's) gold on the held-out prompts from `n` samples per prompt, with its time."""
+    t0 = time.perf_counter()
+    ids, texts = _prompt_ids(world, tokenizer)
+    p = world.params
+    samples = sample_completions(model, tokenizer, ids, n=n, max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
+                                 seed=seed, progress=False)
+    gold = get_scorer(p.gold)([texts[s.prompt_index] for s in samples], [s.text for s in samples])
+    m, se = mean_se(gold, [s.prompt_index for s in samples])
+    return {"gold": m, "gold_se": se, "n": len(samples), "n_prompts": len(ids),
+            "length": float(np.mean([_length(s) for s in samples])),
+            "finished": float(np.mean([s.finished for s in samples])), "seconds": time.perf_counter() - t0}
+
+
+def _length(sample) -> int:
+    """Completion tokens without the final EOS."""
+    return len(sample.completion_ids) - int(sample.finished)
+
+
+class ModelEvaluator(LabEvaluator):
+    """The lab's evaluation callback for a model world (see the module docstring); `reference` None: the policy
+    is a PEFT model and the reference is the policy with its adapter disabled."""
+
+    def __init__(self, world: ModelWorld, tokenizer, reference=None, *, n_samples: int = 2, seed: int = 0,
+                 n_examples: int = 3):
+        self.world, self.tokenizer, self.reference = world, tokenizer, reference
+        self.n, self.seed, self.n_examples = n_samples, seed, n_examples
+        self.batch_size, self.max_new_tokens = world.params.batch_size, world.params.max_new_tokens
+        self.prompt_ids, self.prompts = _prompt_ids(world, tokenizer)
+        self.contents = [_text(p) for p in world.eval_prompts()]
+        self.scorer = get_scorer(world.params.gold)
+        self.proxy = get_scorer(world.label_name) if world.label_name != world.params.gold else None
+        self._start_log()
+        self._mark, self._step_times = None, []
+
+    def on_log(self, step, metrics):
+        """The weight statistics (`LabEvaluator.on_log`) and the wall time of the step that ended here."""
+        super().on_log(step, metrics)
+        now = time.perf_counter()
+        if step > 0 and self._mark is not None:
+            self._step_times.append(now - self._mark)
+        self._mark = now
+
+    def _reference_logps(self, model, pids, comp) -> torch.Tensor:
+        if self.reference is not None:
+            return score_logps(self.reference, pids, comp, batch_size=self.batch_size)
+        with model.disable_adapter():
+            return score_logps(model, pids, comp, batch_size=self.batch_size)
+
+    def on_eval(self, step, model, tokenizer):
+        """Sample, score, record gold, proxy, KL, length, EOS rate, examples and the times (one entry of `evals`)."""
+        t0 = time.perf_counter()
+        samples = sample_completions(model, tokenizer, self.prompt_ids, n=self.n, max_new_tokens=self.max_new_tokens,
+                                     batch_size=self.batch_size, seed=self.seed * 1_000_003 + int(step),
+                                     progress=False, output_scores=True)
+        pids = [self.prompt_ids[s.prompt_index] for s in samples]
+        comp = [s.completion_ids for s in samples]
+        groups = [s.prompt_index for s in samples]
+        kl = kl_estimates(torch.tensor([s.sampled_logp for s in samples], dtype=torch.float64),
+                          self._reference_logps(model, pids, comp), groups=groups)
+        prompts, texts = [self.prompts[g] for g in groups], [s.text for s in samples]
+        g_mean, g_se = mean_se(self.scorer(prompts, texts, prompt_ids=pids, completion_ids=comp), groups)
+        rec = {
+            "step": int(step), "gold": g_mean, "gold_se": g_se,
+            **{k: kl[k] for k in ("kl_k1", "kl_k1_se", "kl_k3", "kl_k3_se", "kl_k3_clamped")},
+            "sqrt_kl": math.sqrt(max(kl["kl_k3"], 0.0)),
+            "length": float(np.mean([_length(s) for s in samples])),
+            "finished": float(np.mean([s.finished for s in samples])),
+            "ess_min_so_far": self._ess_min if math.isfinite(self._ess_min) else None,
+            "examples": [f"{self.contents[samples[i].prompt_index]} -> {texts[i]}"
+                         for i in range(0, len(samples), self.n)][: self.n_examples],
+        }
+        if self.proxy is not None:
+            rec["proxy"] = float(np.mean(self.proxy(prompts, texts, prompt_ids=pids, completion_ids=comp)))
+        rec.update(self._window_stats())
+        if self._step_times:
+            rec["step_seconds"] = float(np.mean(self._step_times))
+        self._window, self._step_times = [], []
+        rec["eval_seconds"] = time.perf_counter() - t0
+        rec["seconds"] = time.time() - self._t0
+        self.evals.append(rec)
+        self._mark = time.perf_counter()
+
+
+# ----------------------------------------------------------------------------- the report's sections
+def reference_lines(results: dict) -> list[str]:
+    """The report's "Reference and data" section for a model world."""
+    rg, world = results["reference_gold"], results["config"]["world"]
+    st = next(iter(results["pairs"].values()))
+    label = world["label_scorer"] or world["gold"]
+    return [
+        "## Reference and data", "",
+        f"- Reference: the model `{world['model']}` itself (no SFT); every run starts from it.",
+        f"- Reference gold reward on the held-out prompts: {rg['gold']:.3f} ± {rg['gold_se']:.3f} ({rg['n']} samples "
+        f"over {rg['n_prompts']} prompts); mean length {rg['length']:.1f} tokens, EOS within the limit "
+        f"{100 * rg['finished']:.0f}%. A run **collapses** when its final gold is below {rg['gold']:.3f}.",
+        f"- Pairs (one set shared by every training seed): {st['n_pairs']} pairs, Bradley–Terry labels on `{label}` at "
+        f"temperature {st['label_temperature']}; gold chosen {st['gold_chosen']:.3f} vs rejected "
+        f"{st['gold_rejected']:.3f}; label score chosen {st['label_chosen']:.3f} vs rejected {st['label_rejected']:.3f}; "
+        f"length chosen {st['length_chosen']:.1f} vs rejected {st['length_rejected']:.1f} tokens; "
+        f"{100 * st['ties']:.0f}% ties in gold; labels agree with the gold on {fmt(100 * st['agreement'], 1)}% of the "
+        f"others (BT on the label scores expects {fmt(100 * st['expected_agreement'], 1)}%).",
+    ]
+
+
+def policy_table(results: dict, regime: str, beta: float, label: str) -> list[str]:
+    """What `label`'s policy looks like at step 0, at its seed-mean gold peak and at the end."""
+    runs = [r for r in results["runs"] if r["regime"] == regime and r["beta"] == beta and r["method"] == label]
+    if not runs or not runs[0]["evals"]:
+        return []
+    by_step: dict = {}
+    for r in runs:
+        for e in r["evals"]:
+            by_step.setdefault(e["step"], []).append(e)
+    steps = sorted(by_step)
+    peak = max(steps, key=lambda s: np.mean([e["gold"] for e in by_step[s]]))
+    rows = ["| policy | gold | proxy | KL | length (tokens) | EOS | sample (seed of the first run) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, step in (("reference (step 0)", steps[0]), (f"peak (step {peak})", peak), (f"end (step {steps[-1]})", steps[-1])):
+        evs = by_step[step]
+        mean = {k: float(np.mean([e.get(k, math.nan) for e in evs])) for k in ("gold", "proxy", "kl_k3", "length", "finished")}
+        example = (evs[0].get("examples") or [""])[0].replace("|", "/").replace("\n", " ")
+        rows.append(f"| {name} | {fmt(mean['gold'], 3)} | {fmt(mean['proxy'], 3)} | {fmt(mean['kl_k3'], 2)} | "
+                    f"{fmt(mean['length'], 1)} | {100 * mean['finished']:.0f}% | `{example[:160]}` |")
+    return rows
+
+
+def _median(values) -> float:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(values)) if values else math.nan
+
+
+def timing_lines(results: dict) -> list[str]:
+    """The per-stage times, as this sweep measured them (pairs, reference gold, a training step, an evaluation)."""
+    st = next(iter(results["pairs"].values()))
+    rg = results["reference_gold"]
+    evals = [e for r in results["runs"] for e in r["evals"]]
+    steps = [e.get("step_seconds") for e in evals]
+    n_eval = (rg["n_prompts"], results["config"]["eval_samples"])
+    per_1000 = 1000 / st["pairs_per_minute"] if st.get("pairs_per_minute") else math.nan
+    return [
+        "## Stage times (measured by this sweep)", "",
+        f"Torch threads per process: 1; worker processes: {results['config']['workers']}. Medians over the runs.", "",
+        "| stage | measured | target |", "| --- | --- | --- |",
+        f"| labelled pairs | {st['n_pairs']} in {st['seconds']:.0f} s ({st['pairs_per_minute']:.0f} per min; 1,000 in "
+        f"{per_1000:.1f} min) | ≥ 1,000 in ≤ 10 min |",
+        f"| one training step ({_batch(results)} pairs) | {fmt(_median(steps), 2)} s | ≤ 5 s for 8 pairs |",
+        f"| one evaluation ({n_eval[0]} prompts × {n_eval[1]} samples) | {fmt(_median(e.get('eval_seconds') for e in evals), 1)} s "
+        f"| ≤ 90 s for ≥ 64 × 2 |",
+        f"| reference gold ({rg['n']} samples) | {rg['seconds']:.0f} s | — |",
+        f"| one run, all included | {fmt(_median(r['seconds'] for r in results['runs']) / 60, 1)} min | — |",
+    ]
+
+
+def _batch(results: dict) -> str:
+    sizes = sorted({int(reg["batch_size"]) for reg in results["regimes"]})
+    return "/".join(str(s) for s in sizes)
