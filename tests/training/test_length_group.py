@@ -21,6 +21,7 @@ import isdaa
 from isdaa.data import Example, length
 from isdaa.training.data_order import GROUPING_WINDOW, EpochOrder, length_grouped
 from isdaa.training.runlog import read_metrics
+from test_trainer import _Crash
 
 
 def variable_examples(n: int, seed: int = 0) -> list[Example]:
@@ -114,15 +115,6 @@ def test_groups_are_shuffled_and_windows_bound_the_sort():
 
 def _weights(run):
     return load_file(str(run / "final" / "model.safetensors"))
-
-
-class _Crash:
-    def __init__(self, at):
-        self.at = at
-
-    def on_log(self, step, metrics):
-        if step == self.at + 1:
-            raise RuntimeError("simulated crash")
 
 
 def test_resume_with_grouping_is_exact(tiny_config, tmp_path):
