@@ -24,7 +24,13 @@ def word_count(prompts, completions) -> list[float]:
     return [float(len(c.split())) for c in completions]
 
 
+def topic_share(prompts, completions) -> list[float]:
+    """A cheap gold scorer in [-1, 1] (so no optional sentiment package is needed): 2·(share of topic words) − 1."""
+    return [2 * sum(w.startswith("topic") for w in c.split()) / max(len(c.split()), 1) - 1 for c in completions]
+
+
 register_scorer("word_count", word_count)
+register_scorer("topic_share", topic_share)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def _config(root, out, **overrides) -> LabConfig:
     base = {
         "output_dir": str(out), "progress": False, "workers": 1, "seeds": [0], "betas": [0.1], "eval_samples": 2,
         "world.kind": "model", "world.model": str(root / "model"), "world.prompts": str(root / "train.txt"),
-        "world.eval_prompts": str(root / "eval.txt"), "world.gold": "vader", "world.label_scorer": "word_count",
+        "world.eval_prompts": str(root / "eval.txt"), "world.gold": "topic_share", "world.label_scorer": "word_count",
         "world.chat": False, "world.max_new_tokens": 6, "world.batch_size": 16, "world.n_eval_prompts": 4,
         "pairs.label_temperature": 0.5,
         "methods": [{"label": "DPO", "loss": "sigmoid"}, {"label": "IS-DPO", "loss": "sigmoid", "weighting": "is"}],
@@ -78,12 +84,12 @@ def test_pairs_carry_the_trainers_log_probs_and_label_scores(swept, model_world)
         lp = batch_logps(model, collate(examples, tok.pad_token_id))
     torch.testing.assert_close(lp["chosen_logps"].float(), torch.tensor([r["behavior_chosen_logps"] for r in rows]),
                                atol=1e-4, rtol=1e-5)
-    vader = get_scorer("vader")
+    gold = get_scorer("topic_share")
     for r in rows:
         assert r["prompt"] in train_prompts and r["chosen"] != r["rejected"]
         assert r["ref_chosen_logps"] == r["behavior_chosen_logps"]
         assert r["score_chosen"] == len(r["chosen"].split()) and r["score_rejected"] == len(r["rejected"].split())
-        assert r["gold_chosen"] == pytest.approx(vader([r["prompt"]], [r["chosen"]])[0])
+        assert r["gold_chosen"] == pytest.approx(gold([r["prompt"]], [r["chosen"]])[0])
 
 
 def test_sweep_writes_the_labs_outputs_with_model_evaluations(swept):
@@ -104,7 +110,7 @@ def test_sweep_writes_the_labs_outputs_with_model_evaluations(swept):
         assert run["evals"][-1]["kl_k3"] > 0
     report = (out / "report.md").read_text()
     assert "## Stage times (measured by this sweep)" in report and "labelled pairs | 16 in" in report
-    assert "label scorer `word_count` is a proxy of the gold scorer `vader`" in report
+    assert "label scorer `word_count` is a proxy of the gold scorer `topic_share`" in report
     assert "### What DPO's policy looks like" in report
 
 
