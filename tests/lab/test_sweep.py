@@ -114,13 +114,12 @@ def test_packaged_configs_load():
     assert demo.betas == [0.01] and len(demo.seeds) >= 3
 
 
-def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
-    """2 methods × 1 β × 1 seed, a few steps, in-process: every output file is written."""
+def _tiny_config(out):
+    """The tiny sweep: 2 methods × 1 β × 1 seed, 4 steps of a 1-layer model, in-process."""
     from isdaa.config import LabConfig, load_config
-    from isdaa.lab import run_lab
 
-    cfg = load_config(LabConfig, None, {
-        "output_dir": str(tmp_path / "lab"),
+    return load_config(LabConfig, None, {
+        "output_dir": str(out),
         "reference.hidden_size": 32, "reference.num_layers": 1, "reference.num_heads": 2,
         "reference.steps": 20, "reference.batch_size": 64, "reference.lr": 1e-2,
         "methods": [{"label": "DPO", "loss": "sigmoid"}, {"label": "IS-IPO two-sided", "loss": "ipo",
@@ -128,6 +127,13 @@ def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
         "regimes": [{"name": "tiny", "n_pairs": 40, "max_steps": 4, "lr": 1e-3, "batch_size": 8, "eval_every": 2}],
         "betas": [0.1], "seeds": [0], "eval_samples": 3, "workers": 1,
     })
+
+
+def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
+    """2 methods × 1 β × 1 seed, a few steps, in-process: every output file is written."""
+    from isdaa.lab import run_lab
+
+    cfg = _tiny_config(tmp_path / "lab")
     lines = []
     results = run_lab(cfg, progress=lines.append)
     out = tmp_path / "lab"
@@ -175,9 +181,33 @@ def test_tiny_sweep_writes_every_output(tiny_reference, tmp_path):
     # other world settings in the same directory: refused unless overwrite
     with pytest.raises(InputError, match="other world"):
         run_lab(dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, p_stop=0.4)), progress=None)
+    (out / "prepared.json").write_text('{"key": ')  # torn: refused in one line, nothing removed
+    with pytest.raises(InputError, match="not a readable lab preparation"):
+        run_lab(cfg, progress=None)
+    assert (out / "runs").is_dir()
     (out / "prepared.json").unlink()  # not a lab directory any more: an ordinary non-empty directory
     with pytest.raises(InputError, match="not empty"):
         run_lab(cfg, progress=None)
+
+
+def test_a_sweep_killed_while_preparing_starts_its_preparation_again(tmp_path):
+    """Before `prepared.json` no run has started: a second call redoes the preparation instead of refusing the
+    directory; a directory with anything else in it is still refused."""
+    out = tmp_path / "lab"
+    (out / "pairs").mkdir(parents=True)
+    (out / "pairs" / "seed-0.jsonl").write_text('{"prompt": "half')  # what a kill mid-preparation leaves
+    (out / "eval_prompts.txt").write_text("p\n")
+    from isdaa.lab import run_lab
+
+    cfg = _tiny_config(out)
+    results = run_lab(cfg, progress=None)
+    assert len(results["runs"]) == 2 and (out / "prepared.json").is_file()
+    other = tmp_path / "other"
+    (other / "pairs").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        run_lab(dataclasses.replace(cfg, output_dir=str(other)), progress=None)
+    assert (other / "notes.txt").read_text() == "mine"
 
 
 def test_a_worker_exits_when_its_sweep_is_killed(tmp_path):

@@ -330,7 +330,13 @@ def _check_output(config: LabConfig) -> Path:
         raise InputError(f"option output_dir: {out} exists and is not a directory")
     if not out.is_dir() or not any(out.iterdir()) or config.overwrite:
         return out
+    if (out / store.PREPARED).exists() and store.prepared_key_of(out) is None:
+        raise InputError(f"option output_dir: {out / store.PREPARED} is not a readable lab preparation (torn or "
+                         f"edited JSON); pass --overwrite to start the lab again, or choose another directory")
     previous = store.prepared_key_of(out)
+    if previous is None and _unfinished_preparation(out):
+        _clear_previous(out)  # killed while preparing: no run had started, only the preparation is redone
+        return out
     if previous is None:
         raise InputError(f"option output_dir: {out} is not empty; pass --overwrite to replace its results, "
                          f"or choose another directory")
@@ -343,6 +349,13 @@ def _check_output(config: LabConfig) -> Path:
 
 OWNED = ("results.json", "results.csv", "report.md", "eval_prompts.txt", "reference", "behavior", "pairs", "runs",
          store.PREPARED)
+
+
+def _unfinished_preparation(out: Path) -> bool:
+    """Whether `out` holds only what a lab's preparation writes before `prepared.json` (a sweep killed while it
+    was preparing): no `runs`, no results, nothing the lab does not own."""
+    preparation = {"reference", "behavior", "pairs", "eval_prompts.txt"}
+    return all(p.name in preparation for p in out.iterdir())
 
 
 def _clear_previous(out: Path) -> None:
