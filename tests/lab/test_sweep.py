@@ -210,6 +210,24 @@ def test_a_sweep_killed_while_preparing_starts_its_preparation_again(tmp_path):
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_a_signal_during_a_lab_run_says_that_the_run_starts_again(tmp_path, monkeypatch):
+    """A lab run is not resumed from the checkpoint the trainer saves on a signal: the one line says so (not "run
+    the same command to resume"), keeps the exit code, and the interrupted run leaves no record (it runs again)."""
+    from isdaa.errors import RunInterrupted
+    from isdaa.lab import run_lab, sweep
+
+    def preempted(cfg, callbacks=()):
+        raise RunInterrupted("preempted (SIGTERM) at step 3; checkpoint ckpt; run the same command to resume", 143)
+
+    monkeypatch.setattr(sweep, "train", preempted)
+    with pytest.raises(RunInterrupted) as info:
+        run_lab(_tiny_config(tmp_path / "lab"), progress=None)
+    message = str(info.value)
+    assert info.value.exit_code == 143 and message.startswith("lab: preempted (SIGTERM) at step 3 in run ")
+    assert "this run starts again" in message and "resume" not in message
+    assert not list((tmp_path / "lab" / "runs").rglob("record.json"))
+
+
 def test_a_worker_exits_when_its_sweep_is_killed(tmp_path):
     """A sweep's worker watches its parent: when the sweep dies, the worker exits instead of training on."""
     import os

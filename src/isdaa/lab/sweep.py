@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from isdaa.config import LabConfig, TrainConfig, load_config
-from isdaa.errors import InputError
+from isdaa.errors import InputError, RunInterrupted
 from isdaa.eval.stats import mean_se
 from isdaa.generation import sample_completions
 from isdaa.lab import store
@@ -95,6 +95,11 @@ def run_one(spec: dict) -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         cfg = load_config(TrainConfig, None, spec["train"])
         train(cfg, callbacks=[evaluator])
+    except RunInterrupted as exc:  # a lab run is not resumed from its checkpoint: it runs again
+        what = str(exc).split(";")[0]
+        raise RunInterrupted(f"lab: {what} in run {meta['method']} β={meta['beta']} seed={meta['seed']}; the finished "
+                             f"runs are kept: run the same command to go on (this run starts again)",
+                             exc.exit_code) from None
     except Exception as exc:  # noqa: BLE001
         status = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     if not spec.get("keep_models"):
