@@ -335,10 +335,10 @@ def _check_output(config: LabConfig) -> Path:
         raise InputError(f"option output_dir: {out} exists and is not a directory")
     if not out.is_dir() or not any(out.iterdir()) or config.overwrite:
         return out
-    if (out / store.PREPARED).exists() and store.prepared_key_of(out) is None:
+    previous = store.prepared_key_of(out)
+    if previous is None and (out / store.PREPARED).exists():
         raise InputError(f"option output_dir: {out / store.PREPARED} is not a readable lab preparation (torn or "
                          f"edited JSON); pass --overwrite to start the lab again, or choose another directory")
-    previous = store.prepared_key_of(out)
     if previous is None and _unfinished_preparation(out):
         _clear_previous(out)  # killed while preparing: no run had started, only the preparation is redone
         return out
