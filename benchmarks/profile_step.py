@@ -12,6 +12,7 @@ backward, clip, AdamW) and reports, for the last step: wall time per phase, the 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-import train_throughput as tt  # noqa: E402
+from throughput import setup as tt  # noqa: E402  (the benchmark's model and data shapes)
 
 
 def status_mb(key: str) -> float:
@@ -38,6 +39,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--layout", choices=("shared", "concat"), default="shared")
     p.add_argument("--ops", type=int, default=15, help="operators listed (0: no torch profiler)")
+    p.add_argument("--checkpointing", action="store_true", help="per-layer activation checkpointing (as "
+                   "`model.gradient_checkpointing: true`)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -46,6 +49,7 @@ def main() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from isdaa.data import SHARED_KEYS, collate, collate_shared, load_rows, tokenize_rows
+    from isdaa.modeling.checkpointing import enable_layer_checkpointing
     from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
     from isdaa.modeling.loading import load_tokenizer
     from isdaa.config import ModelConfig
@@ -55,11 +59,14 @@ def main() -> None:
     tok_dir, data = tt.prepare(work, args.shape, tt.BATCH, 1.0)
     examples, _ = tokenize_rows(load_rows(data), load_tokenizer(ModelConfig(tokenizer=str(tok_dir))),
                                 max_length=1024, max_prompt_length=768)
+    shutil.rmtree(work)  # the examples are tokenized: the random data and tokenizer are no longer needed
     for e in examples:  # a cached reference, as after the precompute
         e.ref_chosen_logps, e.ref_rejected_logps = -500.0, -500.0
     rss0 = status_mb("VmRSS")
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**tt.model_init(args.model))).train()
+    if args.checkpointing:
+        enable_layer_checkpointing(model)
     n_params = sum(q.numel() for q in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=tt.LR)
     rss_model = status_mb("VmRSS")
@@ -100,7 +107,8 @@ def main() -> None:
             step(marks)
     else:
         step(marks)
-    print(f"{args.model} / {args.shape}, layout {args.layout}, batch {tt.BATCH}, {args.threads} thread(s); "
+    print(f"{args.model} / {args.shape}, layout {args.layout}, checkpointing {args.checkpointing}, batch {tt.BATCH}, "
+          f"{args.threads} thread(s); "
           f"{n_params / 1e6:.1f}M parameters")
     print(f"RSS before the model {rss0:.0f} MB; after model + AdamW object {rss_model:.0f} MB")
     total = sum(m[1] for m in marks)

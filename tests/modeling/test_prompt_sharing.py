@@ -270,3 +270,16 @@ def test_benchmark_quick_smoke(tmp_path):
     assert set(summary["variants"]) == {"isdaa", "isdaa-is", "trl-pre", "trl-live"}
     assert len({round(r["tokens_per_pair"], 3) for r in result["runs"]}) == 1  # the same tokens for every trainer
     assert all(r["peak_rss_mb"] > 0 and r["pairs_per_s"] > 0 for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_profile_step_runs_with_checkpointing():
+    """`benchmarks/profile_step.py` runs one step of the small model with per-layer checkpointing and reports its
+    phases and memory high-water mark (it broke once when the benchmark's set-up moved)."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_step.py"
+    out = subprocess.run([sys.executable, str(script), "--model", "small", "--shape", "hh", "--steps", "1", "--ops", "0",
+                          "--threads", "1", "--checkpointing"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "checkpointing True" in out.stdout and "VmHWM" in out.stdout
+    for phase in ("forward (log-probs)", "backward", "clip + AdamW step"):
+        assert phase in out.stdout

@@ -29,35 +29,28 @@ from isdaa.errors import InputError
 from isdaa.modeling.loading import apply_lora, load_policy
 from isdaa.training import sharding
 
-# the DeepSpeed config keys isdaa sets from its own options, with the option each comes from
-_DEEPSPEED_OPTIONS = {
-    "train_micro_batch_size_per_gpu": "batch_size",
-    "gradient_accumulation_steps": "grad_accum",
-    "train_batch_size": "batch_size x grad_accum x processes",
-    "gradient_clipping": "optim.max_grad_norm",
-}
 
-
-def deepspeed_settings(config: TrainConfig, num_processes: int) -> dict:
-    """The DeepSpeed config values that follow from isdaa's options (see `_DEEPSPEED_OPTIONS`)."""
+def deepspeed_settings(config: TrainConfig, num_processes: int) -> dict[str, tuple[str, object]]:
+    """The DeepSpeed config values that follow from isdaa's options: {DeepSpeed key: (isdaa option, value)}."""
     return {
-        "train_micro_batch_size_per_gpu": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "train_batch_size": config.batch_size * config.grad_accum * num_processes,
-        "gradient_clipping": config.optim.max_grad_norm,
+        "train_micro_batch_size_per_gpu": ("batch_size", config.batch_size),
+        "gradient_accumulation_steps": ("grad_accum", config.grad_accum),
+        "train_batch_size": ("batch_size x grad_accum x processes",
+                             config.batch_size * config.grad_accum * num_processes),
+        "gradient_clipping": ("optim.max_grad_norm", config.optim.max_grad_norm),
     }
 
 
 def fill_deepspeed_config(ds_config: dict, config: TrainConfig, num_processes: int) -> dict:
     """Set each of `deepspeed_settings` in `ds_config` (Accelerate's `deepspeed_plugin.deepspeed_config`) where it
     is missing or "auto"; an explicit value that disagrees is an InputError naming both. Returns `ds_config`."""
-    for key, value in deepspeed_settings(config, num_processes).items():
+    for key, (option, value) in deepspeed_settings(config, num_processes).items():
         given = ds_config.get(key, "auto")
         if given == "auto":
             ds_config[key] = value
         elif float(given) != float(value):
             raise InputError(
-                f"option {_DEEPSPEED_OPTIONS[key]}: the DeepSpeed config sets {key} = {given}, isdaa's options give "
+                f"option {option}: the DeepSpeed config sets {key} = {given}, isdaa's options give "
                 f"{value}; set it to \"auto\" in the DeepSpeed config (isdaa fills it) or change the option"
             )
     return ds_config
