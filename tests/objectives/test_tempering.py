@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from isdaa.objectives import ObjectiveArgumentError, daa_objective, effective_sample_size, importance_weights
+from isdaa.objectives import (
+    ObjectiveArgumentError,
+    daa_objective,
+    effective_sample_size,
+    global_batch_log_weights,
+    importance_weights,
+    needs_global_batch,
+)
 from isdaa.objectives.tempering import ess_temperature, log_ess
 
 
@@ -101,6 +108,28 @@ def test_a_shard_with_the_global_log_weights_weights_as_the_whole_batch(weightin
     assert not torch.allclose(alone.weights, whole.weights[half])  # the test can tell the difference
     if weighting != "is_self_norm":
         assert shard.metrics["weights/alpha"] == pytest.approx(whole.metrics["weights/alpha"], abs=1e-12)
+
+
+@pytest.mark.parametrize("weighting", ["is_ess", "is_ess_norm", "is_curv", "is_self_norm", "is", "is_two_sided"])
+def test_global_batch_log_weights_make_two_shards_weight_as_one_batch(weighting):
+    """`global_batch_log_weights` with a stand-in for `Accelerator.gather` (this shard's raw log weights, then the
+    other's): each of two shards gets the whole batch's weights for its pairs; None where nothing depends on the
+    whole batch."""
+    pc, pr, rc, rr = _logps(4)
+    kw = dict(loss="sigmoid", beta=0.1, weighting=weighting, eps=5.0)
+    whole = daa_objective(**kw, policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=rc,
+                          ref_rejected_logps=rr)
+    halves = (slice(0, 8), slice(8, None))
+    shards = [dict(policy_chosen_logps=pc[h], policy_rejected_logps=pr[h], ref_chosen_logps=rc[h],
+                   ref_rejected_logps=rr[h]) for h in halves]
+    raws = [(s["policy_chosen_logps"] - s["ref_chosen_logps"]) + (s["policy_rejected_logps"] - s["ref_rejected_logps"])
+            for s in shards]
+    for rank, (half, shard) in enumerate(zip(halves, shards)):
+        gather = lambda t, rank=rank: torch.cat([t, raws[1 - rank]] if rank == 0 else [raws[0], t])  # noqa: E731
+        global_lw = global_batch_log_weights(weighting, gather, **shard)
+        assert (global_lw is None) == (not needs_global_batch(weighting))
+        out = daa_objective(**kw, **shard, global_log_weights=global_lw)
+        torch.testing.assert_close(out.weights, whole.weights[half], rtol=1e-12, atol=0)
 
 
 def test_curvature_weighting_of_ipo_is_its_closed_form():

@@ -43,7 +43,7 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402  (after the version check: a
 
 from isdaa.data import OPTIONAL_COLUMNS  # noqa: E402
 from isdaa.modeling.logprobs import sequence_logps  # noqa: E402
-from isdaa.objectives import LOSSES, daa_objective  # noqa: E402
+from isdaa.objectives import LOSSES, daa_objective, global_batch_log_weights  # noqa: E402
 
 __all__ = ["ISDPOConfig", "ISDPOTrainer"]
 
@@ -156,7 +156,11 @@ class ISDPOTrainer(DPOTrainer):
             "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths,
             "user_weights": inputs.get("weight"),
         }
-        out = daa_objective(**self._objective, **tensors)
+        global_log_weights = None
+        if self.accelerator.num_processes > 1:  # self-normalised / ESS-tempered weights over the global batch
+            global_log_weights = global_batch_log_weights(self._objective["weighting"], self.accelerator.gather,
+                                                          **tensors)
+        out = daa_objective(**self._objective, **tensors, global_log_weights=global_log_weights)
         self._log_objective_metrics(tensors)
         if return_outputs:
             with torch.no_grad():

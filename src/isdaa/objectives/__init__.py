@@ -10,7 +10,7 @@ Shapes: every per-example input and output is a (B,) tensor of SUMMED response l
 from ._validate import ObjectiveArgumentError
 from .loss_registry import LOSS_KINDS, LOSSES, preference_loss
 from .metrics import preference_metrics
-from .objective import ObjectiveOutput, daa_objective
+from .objective import ObjectiveOutput, daa_objective, global_batch_log_weights, needs_global_batch
 from .recommended import RECOMMENDED
 from .regularizers import sft_loss
 from .stats import effective_sample_size, weight_stats
@@ -32,8 +32,10 @@ __all__ = [
     "ObjectiveOutput",
     "daa_objective",
     "effective_sample_size",
+    "global_batch_log_weights",
     "importance_weights",
     "log_importance_weights",
+    "needs_global_batch",
     "preference_loss",
     "preference_metrics",
     "sft_loss",

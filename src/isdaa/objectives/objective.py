@@ -235,3 +235,27 @@ def daa_objective(
     return ObjectiveOutput(
         loss=total, losses=losses, weights=weights, metrics=metrics, loss_sum=loss_sum, raw_log_weights=raw
     )
+
+
+def needs_global_batch(weighting: str) -> bool:
+    """Whether `weighting` depends on the whole batch (ESS tempering, self-normalisation): under data parallelism
+    each process then needs the raw log weights of every process's pairs (`global_batch_log_weights`)."""
+    kw = weighting_kwargs(weighting) or {}
+    return bool(kw.get("ess_tempered") or kw.get("self_normalize"))
+
+
+def global_batch_log_weights(weighting: str, gather, **tensors) -> torch.Tensor | None:
+    """`daa_objective`'s `global_log_weights` under data parallelism: the raw pair log weights of this process's
+    batch (from its `daa_objective` tensors: policy, behaviour — by default the reference — and lengths),
+    concatenated over the processes by `gather` (e.g. `Accelerator.gather`, in rank order), so that N processes
+    weight their shards exactly as one process weights the whole batch. None when `weighting` does not depend
+    on the whole batch."""
+    if not needs_global_batch(weighting):
+        return None
+    behaviour = [tensors.get(f"behavior_{k}_logps") for k in ("chosen", "rejected")]
+    if behaviour[0] is None:
+        behaviour = [tensors.get(f"ref_{k}_logps") for k in ("chosen", "rejected")]
+    lengths = {k: tensors.get(k) for k in ("chosen_lengths", "rejected_lengths")}
+    raw = log_importance_weights(tensors["policy_chosen_logps"], tensors["policy_rejected_logps"], *behaviour,
+                                 mode=weighting_kwargs(weighting)["mode"], **lengths)
+    return gather(raw)

@@ -11,7 +11,7 @@ import torch
 
 from isdaa.config import ObjectiveConfig
 from isdaa.errors import InputError
-from isdaa.objectives import WEIGHTINGS, ObjectiveArgumentError, ObjectiveOutput, daa_objective, log_importance_weights
+from isdaa.objectives import ObjectiveArgumentError, ObjectiveOutput, daa_objective, global_batch_log_weights
 
 # the names under which `ObjectiveArgumentError.argument` reports a config field, where they differ
 _FIELD_OF_ARGUMENT = {"eps": "is_eps", "ess_target": "is_ess_target"}
@@ -30,32 +30,13 @@ def objective_kwargs(objective: ObjectiveConfig) -> dict:
     }
 
 
-def needs_global_batch(objective: ObjectiveConfig) -> bool:
-    """Whether the weighting depends on the whole batch (ESS tempering, self-normalisation): under DDP each
-    process then needs the log weights of every process's pairs."""
-    kw = WEIGHTINGS.get(objective.weighting) or {}
-    return bool(kw.get("ess_tempered") or kw.get("self_normalize"))
-
-
-def _global_log_weights(objective: ObjectiveConfig, gather, tensors: dict) -> torch.Tensor:
-    """The raw pair log weights of the global batch: this process's, gathered over processes (in rank order)."""
-    behaviour = [tensors.get(f"behavior_{k}_logps") for k in ("chosen", "rejected")]
-    if behaviour[0] is None:
-        behaviour = [tensors.get(f"ref_{k}_logps") for k in ("chosen", "rejected")]
-    kw = WEIGHTINGS[objective.weighting]
-    lengths = {k: tensors.get(k) for k in ("chosen_lengths", "rejected_lengths")}
-    raw = log_importance_weights(tensors["policy_chosen_logps"], tensors["policy_rejected_logps"], *behaviour,
-                                 mode=kw["mode"], **lengths)
-    return gather(raw)
-
-
 def run_objective(objective: ObjectiveConfig, gather=None, **tensors) -> ObjectiveOutput:
     """`daa_objective` with the config's settings and the batch's tensors (log-probs, lengths, weights).
 
     `gather` (e.g. `Accelerator.gather`, under DDP): concatenates a (B,) tensor over processes; given, a weighting
     that depends on the whole batch sees the global batch, so N processes weight as one process would."""
-    if gather is not None and needs_global_batch(objective):
-        tensors["global_log_weights"] = _global_log_weights(objective, gather, tensors)
+    if gather is not None:
+        tensors["global_log_weights"] = global_batch_log_weights(objective.weighting, gather, **tensors)
     return daa_objective(**objective_kwargs(objective), **tensors)
 
 
