@@ -62,7 +62,8 @@ class ISDPOConfig(DPOConfig):
 
     weighting: str = field(default="none", metadata={
         "help": "importance weighting: none | is (the paper: exp(min(δ_w + δ_l, 2ε))) | is_token_mean | "
-                "is_two_sided | is_self_norm | wpo (isdaa.objectives.WEIGHTINGS)"})
+                "is_two_sided | is_self_norm | wpo | is_ess | is_ess_norm | is_curv (isdaa.objectives.WEIGHTINGS; "
+                "the batch-dependent ones see the global batch under DDP)"})
     is_eps: float = field(default=1.0, metadata={"help": "the clip ε of the importance weight: w <= exp(2ε)"})
     daa_loss: str | None = field(default=None, metadata={
         "help": "an isdaa loss (isdaa.objectives.LOSSES: sigmoid, ipo, hinge, simpo, chipo, rdpo, dpop); "
