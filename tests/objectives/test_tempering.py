@@ -125,7 +125,7 @@ def test_global_batch_log_weights_make_two_shards_weight_as_one_batch(weighting)
     raws = [(s["policy_chosen_logps"] - s["ref_chosen_logps"]) + (s["policy_rejected_logps"] - s["ref_rejected_logps"])
             for s in shards]
     for rank, (half, shard) in enumerate(zip(halves, shards)):
-        gather = lambda t, rank=rank: torch.cat([t, raws[1 - rank]] if rank == 0 else [raws[0], t])  # noqa: E731
+        gather = lambda t, rank=rank: torch.cat([t if r == rank else raws[r] for r in range(2)])  # noqa: E731
         global_lw = global_batch_log_weights(weighting, gather, **shard)
         assert (global_lw is None) == (not needs_global_batch(weighting))
         out = daa_objective(**kw, **shard, global_log_weights=global_lw)

@@ -157,10 +157,8 @@ class ISDPOTrainer(DPOTrainer):
             "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths,
             "user_weights": inputs.get("weight"),
         }
-        global_log_weights = None
-        if self.accelerator.num_processes > 1:  # self-normalised / ESS-tempered weights over the global batch
-            global_log_weights = global_batch_log_weights(self._objective["weighting"], self.accelerator.gather,
-                                                          **tensors)
+        # self-normalised / ESS-tempered weights over the global batch under DDP (as isdaa train's run_objective)
+        global_log_weights = global_batch_log_weights(self._objective["weighting"], self.accelerator.gather, **tensors)
         out = daa_objective(**self._objective, **tensors, global_log_weights=global_log_weights)
         self._log_objective_metrics(tensors)
         if return_outputs:

@@ -252,9 +252,8 @@ def global_batch_log_weights(weighting: str, gather, **tensors) -> torch.Tensor 
     on the whole batch."""
     if not needs_global_batch(weighting):
         return None
-    behaviour = [tensors.get(f"behavior_{k}_logps") for k in ("chosen", "rejected")]
-    if behaviour[0] is None:
-        behaviour = [tensors.get(f"ref_{k}_logps") for k in ("chosen", "rejected")]
+    behaviour = _behaviour_logps(tensors.get("behavior_chosen_logps"), tensors.get("behavior_rejected_logps"),
+                                 tensors.get("ref_chosen_logps"), tensors.get("ref_rejected_logps"))
     lengths = {k: tensors.get(k) for k in ("chosen_lengths", "rejected_lengths")}
     raw = log_importance_weights(tensors["policy_chosen_logps"], tensors["policy_rejected_logps"], *behaviour,
                                  mode=weighting_kwargs(weighting)["mode"], **lengths)
