@@ -23,12 +23,14 @@ class WriteFailed(RuntimeError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by a signal after it saved a complete checkpoint; `exit_code` is 128 + the signal number.
+    """A run stopped by a signal after it saved a complete checkpoint; `exit_code` is 128 + the signal number,
+    `event` what happened without the advice (e.g. "preempted (SIGTERM) at step 3"; by default the message).
     A KeyboardInterrupt, so that code catching `Exception` (the lab's runs) lets it through, as Ctrl-C."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, event: str | None = None):
         super().__init__(message, exit_code)
         self.exit_code = exit_code
+        self.event = message if event is None else event
 
     def __str__(self) -> str:
         return self.args[0]

@@ -213,11 +213,14 @@ def test_a_sweep_killed_while_preparing_starts_its_preparation_again(tmp_path):
 def test_a_signal_during_a_lab_run_says_that_the_run_starts_again(tmp_path, monkeypatch):
     """A lab run is not resumed from the checkpoint the trainer saves on a signal: the one line says so (not "run
     the same command to resume"), keeps the exit code, and the interrupted run leaves no record (it runs again)."""
+    import signal
+
     from isdaa.errors import RunInterrupted
     from isdaa.lab import run_lab, sweep
+    from isdaa.training.signals import stop_event, stop_message
 
-    def preempted(cfg, callbacks=()):
-        raise RunInterrupted("preempted (SIGTERM) at step 3; checkpoint ckpt; run the same command to resume", 143)
+    def preempted(cfg, callbacks=()):  # what the trainer raises on a SIGTERM at step 3
+        raise RunInterrupted(stop_message(signal.SIGTERM, 3, "ckpt"), 143, event=stop_event(signal.SIGTERM, 3))
 
     monkeypatch.setattr(sweep, "train", preempted)
     with pytest.raises(RunInterrupted) as info:

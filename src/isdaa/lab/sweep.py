@@ -96,8 +96,7 @@ def run_one(spec: dict) -> dict:
         cfg = load_config(TrainConfig, None, spec["train"])
         train(cfg, callbacks=[evaluator])
     except RunInterrupted as exc:  # a lab run is not resumed from its checkpoint: it runs again
-        what = str(exc).split(";")[0]
-        raise RunInterrupted(f"lab: {what} in run {meta['method']} β={meta['beta']} seed={meta['seed']}; the finished "
+        raise RunInterrupted(f"lab: {exc.event} in run {meta['method']} β={meta['beta']} seed={meta['seed']}; the finished "
                              f"runs are kept: run the same command to go on (this run starts again)",
                              exc.exit_code) from None
     except Exception as exc:  # noqa: BLE001

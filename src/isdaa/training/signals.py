@@ -26,11 +26,16 @@ def exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
-def stop_message(signum: int, step: int, checkpoint: Path | str) -> str:
-    """The one line a stopped run prints (without the `isdaa: ` prefix)."""
+def stop_event(signum: int, step: int) -> str:
+    """What stopped a run, and when: "preempted (SIGTERM) at step 3", "interrupted (Ctrl-C) at step 3"."""
     name = signal.Signals(signum).name
     what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"preempted ({name})"
-    return f"{what} at step {step}; checkpoint {checkpoint}; run the same command to resume"
+    return f"{what} at step {step}"
+
+
+def stop_message(signum: int, step: int, checkpoint: Path | str) -> str:
+    """The one line a stopped run prints (without the `isdaa: ` prefix)."""
+    return f"{stop_event(signum, step)}; checkpoint {checkpoint}; run the same command to resume"
 
 
 class StopSignals:

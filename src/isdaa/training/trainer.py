@@ -40,7 +40,7 @@ from isdaa.training.reference_cache import attach_reference_logps, cached_refere
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.training.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
-from isdaa.training.signals import StopSignals, exit_code, stop_message
+from isdaa.training.signals import StopSignals, exit_code, stop_event, stop_message
 
 # Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
 # on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
@@ -268,7 +268,7 @@ class Trainer:
             return
         path = self.save_checkpoint(step, epoch)
         bar.close()
-        raise RunInterrupted(stop_message(signum, step, path), exit_code(signum))
+        raise RunInterrupted(stop_message(signum, step, path), exit_code(signum), event=stop_event(signum, step))
 
     def save_checkpoint(self, step: int, epoch: int) -> Path:
         """`checkpoints/step-N/`: accelerate's state plus the trainer's counters and epoch (atomic)."""
