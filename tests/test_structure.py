@@ -11,8 +11,8 @@ PKG = SRC / "isdaa"
 
 # Data flows one way: each layer may import its own layer and the ones to its left, never one to its right.
 # integrations/ (optional adapters, e.g. to TRL) sits on top: nothing in the core may import it.
-LAYERS = ["errors", "config", "objectives", "data", "modeling", "training", "generation", "eval", "lab", "cli",
-          "integrations"]
+LAYERS = ["errors", "runtime", "config", "objectives", "data", "modeling", "generation", "eval", "training", "lab",
+          "cli", "integrations"]
 MAX_FUNCTION_LINES = 80
 MAX_TOP_LEVEL_FILES = 4
 

@@ -2,7 +2,7 @@
 
 `isdaa.train(config)` and `isdaa.evaluate(config)` run what the CLI runs; the objective math lives in
 `isdaa.objectives` and imports nothing heavier than torch. The package's layers, bottom to top:
-config, objectives, data, modeling, training, generation, eval, lab, cli (docs/internals.md).
+runtime, config, objectives, data, modeling, generation, eval, training, lab, cli (docs/internals.md).
 """
 
 __version__ = "0.1.0"
@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 
 def train(config, **kwargs):
     """Train a policy with a (weighted) DAA objective, with the config's in-run monitor and, at the end, its
-    plots; see `isdaa.eval.training_run.train_with_monitor` (the loop itself: `isdaa.training.trainer.train`)."""
+    plots; see `isdaa.training.run.train_with_monitor` (the loop itself: `isdaa.training.trainer.train`)."""
     # lazy: `import isdaa.objectives` (pure torch) must not load transformers and accelerate through this façade
-    from isdaa.eval.training_run import train_with_monitor
+    from isdaa.training.run import train_with_monitor
 
     return train_with_monitor(config, **kwargs)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from isdaa.training.runtime import write_json
+from isdaa.runtime import write_json
 from isdaa.training.trainer import train
 
 

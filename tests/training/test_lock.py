@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TINY_INIT, WORDS
 from isdaa.cli import main
-from isdaa.training.runtime import DirectoryLock
+from isdaa.runtime import DirectoryLock
 from isdaa.training.trainer import train
 
 # another run holding the lock, as `DirectoryLock.acquire` takes it (without importing torch: starts in 50 ms)
@@ -110,7 +110,7 @@ def test_the_lock_is_held_during_the_run_and_released_after(tiny_config, tmp_pat
 def test_plots_are_written_while_the_lock_is_held(tiny_config, tmp_path, monkeypatch):
     """`isdaa train`'s plots/ and summary.md come before the lock is released: no second run can start in the
     directory while they are written."""
-    from isdaa.eval import training_run  # the eval layer, above training: only this test needs it
+    from isdaa.training import run as training_run
 
     run, seen = tmp_path / "run", []
     monkeypatch.setattr(training_run, "plot_runs", lambda dirs: seen.append(DirectoryLock(dirs[0]).acquire()))

@@ -37,7 +37,7 @@ from isdaa.eval.winrate import win_rate
 from isdaa.generation.sampling import eos_token_ids, sample_completions, score_logps
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
-from isdaa.training.runtime import json_ready, write_json
+from isdaa.runtime import json_ready, write_json
 
 __all__ = ["evaluate", "ScoredSamples", "sample_and_score", "sample_summary"]
 

@@ -1,7 +1,7 @@
 """The in-run monitor: while a run trains, the policy's sampled KL to the reference and its gold reward, a KL
 budget, the best checkpoint — and an alarm when the importance weights collapse.
 
-Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.eval.training_run.train_with_monitor`
+Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.run.train_with_monitor`
 (what `isdaa.train` and `isdaa train` run):
 
 - `Monitor` (`monitor.every > 0`), hook `on_step_end` on every process: at step 0, every `monitor.every`
@@ -39,7 +39,7 @@ from isdaa.errors import InputError
 from isdaa.eval.evaluate import ScoredSamples, sample_and_score, sample_summary
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
-from isdaa.training.runtime import write_json
+from isdaa.runtime import write_json
 
 __all__ = ["Monitor", "EssAlarm", "MONITOR_KEYS", "monitor_callbacks", "check_monitor", "read_records"]
 

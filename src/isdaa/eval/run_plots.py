@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from isdaa.errors import InputError
 from isdaa.eval.monitor import BEST_FILE, read_records
 from isdaa.eval.plots import _draw, _save, ci_bounds, plot_frontier  # the one series-drawing helper
-from isdaa.training.runtime import atomic_write_text
+from isdaa.runtime import atomic_write_text
 
 __all__ = ["plot_runs", "run_summary"]
 

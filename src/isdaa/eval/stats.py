@@ -6,7 +6,7 @@ of a 95% confidence interval over a few seeds.
   samples that share a prompt. The mean itself is the plain sample mean in both cases.
 - `finite_mean_se(values)`: the same over the finite values only (None and NaN skipped), with their count —
   what a summary over seeds needs when some runs lack a number.
-Non-finite results are NaN here; `isdaa.training.runtime.json_ready` turns them into JSON null.
+Non-finite results are NaN here; `isdaa.runtime.json_ready` turns them into JSON null.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from isdaa.errors import InputError
 from isdaa.generation.sampling import Sample, sample_completions, score_logps
 from isdaa.generation.scorers import checked_scorer, get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
-from isdaa.training.runtime import atomic_write_text, set_threads, write_json
+from isdaa.runtime import atomic_write_text, set_threads, write_json
 
 __all__ = ["LABELS", "generate_pairs", "write_pairs", "bt_probability", "pairs_main"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isdaa.training.runtime import atomic_write_text, json_ready
+from isdaa.runtime import atomic_write_text, json_ready
 
 PREPARED = "prepared.json"
 RECORD = "record.json"

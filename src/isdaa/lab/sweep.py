@@ -46,7 +46,7 @@ from isdaa.lab.preference_data import completion_words, make_pairs, write_eval_p
 from isdaa.lab.regimes import regime_overrides, regime_steps, resolve_methods, resolve_regimes
 from isdaa.lab.sft import train_reference
 from isdaa.lab.world import World, WorldParams
-from isdaa.training.runtime import atomic_write_text
+from isdaa.runtime import atomic_write_text
 from isdaa.training.trainer import train
 
 

@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from isdaa.training.runtime import durable_rename, failing_write
+from isdaa.runtime import durable_rename, failing_write
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")

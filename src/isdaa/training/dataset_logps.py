@@ -27,7 +27,7 @@ from isdaa.data.tokenization import tokenize_rows_indexed
 from isdaa.errors import InputError
 from isdaa.modeling.loading import load_policy, load_tokenizer
 from isdaa.training.reference_cache import compute_reference_logps
-from isdaa.training.runtime import atomic_write_text, json_ready
+from isdaa.runtime import atomic_write_text, json_ready
 from isdaa.training.trainer import MIN_SHARED_PROMPT_TOKENS
 
 __all__ = ["KINDS", "OUTPUT_SUFFIXES", "dataset_logps", "write_dataset_logps"]

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from isdaa.training.checkpoint import resume_advice
-from isdaa.training.runtime import durable_rename, failing_write
+from isdaa.runtime import durable_rename, failing_write
 
 
 def save_final(accelerator, policy, tokenizer, run_dir: Path, *, lora: bool, name: str = "final",

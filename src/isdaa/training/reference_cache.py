@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from isdaa.data import SHARED_KEYS, collate, collate_shared, length
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
-from isdaa.training.runtime import durable_rename, failing_write
+from isdaa.runtime import durable_rename, failing_write
 
 
 def cache_key(examples, model_id: str) -> str:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from isdaa.config import config_yaml
-from isdaa.training.runtime import atomic_write_text, failing_write, json_ready
+from isdaa.runtime import atomic_write_text, failing_write, json_ready
 
 RESUME_ADVICE = "free space, then run the same command to resume from the newest checkpoint"
 

@@ -24,7 +24,7 @@ from isdaa.modeling.loading import check_lora_targets, check_model_source, load_
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.objective import check_objective
 from isdaa.training.parallel import check_distributed
-from isdaa.training.runtime import DirectoryLock, process_state
+from isdaa.runtime import DirectoryLock, process_state
 
 RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.jsonl", "config.yaml", "ref-cache")
 

@@ -38,7 +38,7 @@ from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
 from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
-from isdaa.training.runtime import set_threads, use_cpu
+from isdaa.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 from isdaa.training.signals import StopSignals, exit_code, stop_event, stop_message
 
