@@ -45,6 +45,22 @@ def test_readme_relative_links_resolve():
     assert not broken, "\n".join(broken)
 
 
+def test_every_docs_page_is_reachable_from_the_readme():
+    """Following relative links from the README, page to page, reaches every Markdown file under docs/."""
+    seen, todo = set(), [README]
+    while todo:
+        page = todo.pop()
+        if page in seen or not page.exists():
+            continue
+        seen.add(page)
+        for link in LINK.findall(_prose(page.read_text(encoding="utf-8"))):
+            path = link.partition("#")[0]
+            if path.endswith(".md") and not re.match(r"^[a-z]+:", path):
+                todo.append((page.parent / path).resolve())
+    unreached = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md") if p not in seen)
+    assert not unreached, unreached
+
+
 def test_readme_links_only_inside_the_repository():
     absolute = [link for link in _relative_links() if link.startswith("/")]
     assert not absolute, absolute
