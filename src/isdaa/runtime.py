@@ -1,6 +1,6 @@
 """Runtime helpers of a run: torch threads, the process group, atomic file writes.
 
-- Threads are set deliberately: oversubscribing 2 cores made sampling ~25x slower here.
+- Threads are set deliberately: oversubscribed cores make sampling many times slower.
 - Accelerate only forms a multi-process CPU group (gloo) when asked with `cpu=True`; without a GPU we ask,
   so `torchrun --nproc_per_node N -m isdaa.cli train ...` runs data-parallel on CPU as well.
 - Atomic writes: a temporary file in the same directory, fsync, then rename over the target, so a reader (or

@@ -1,5 +1,5 @@
 """Reading a command's argv: `--config FILE`, dotted overrides (`--objective.beta 0.01`, `--key=value`, a bare
-`--flag` = true) and the short aliases of DESIGN.md (`--beta 0.01` == `--objective.beta 0.01`)."""
+`--flag` = true) and the short aliases (`--beta 0.01` == `--objective.beta 0.01`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 from isdaa.errors import InputError
 
-# Short flags accepted on the command line (DESIGN.md): --beta 0.01 == --objective.beta 0.01
+# Short flags accepted on the command line: --beta 0.01 == --objective.beta 0.01
 ALIASES = {
     "loss": "objective.loss",
     "beta": "objective.beta",

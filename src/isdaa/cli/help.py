@@ -12,7 +12,7 @@ commands:
   train   train a policy with a DAA objective (optionally importance-weighted)
   eval    sample from a policy, score with a gold scorer, estimate KL to a reference
   lab     run the over-optimization lab sweep (methods x beta x seeds in a controlled world)
-  demo    the lab's demo subset (the main job; <= 10 minutes on 2 CPU cores)
+  demo    the lab's demo subset (the main job; minutes on a laptop CPU)
   pairs   sample completions from a model, score them with a gold scorer, write labelled TRL pairs
   models  prepare a real pretrained model offline (isdaa models prepare smollm2)
   logps   write a model's summed log-probs of every row as behavior_* or ref_* columns

@@ -25,12 +25,11 @@ class ModelConfig:
                         check=one_of(*_DTYPES))
     trust_remote_code: bool = option(False, help="run the model repository's own code: off unless you trust it")
     gradient_checkpointing: bool = option(False, help=(
-        "checkpoint each decoder layer: its activations are recomputed in the backward pass (SmolLM2 shape: 0.59x "
-        "the peak memory, 1.20x the step time); the KV cache is kept, so prompt sharing still applies"))
+        "checkpoint each decoder layer: its activations are recomputed in the backward pass (less memory, a "
+        "longer step; docs/performance.md); the KV cache is kept, so prompt sharing still applies"))
     compile: bool = option(False, help=(
         "torch.compile (inductor) the decoder layers' MLPs and the norms: fused elementwise kernels, same "
-        "log-probs; on CPU measured slower (1.18x the step time, ~40 s of compilation): meant for GPUs, "
-        "unmeasured there (docs/performance.md)"))
+        "log-probs; meant for GPUs: on CPU it was slower (docs/performance.md)"))
     disable_dropout: bool = option(True, help="set every dropout probability of the policy to 0")
     pad_token: str | None = option(None, help='set when the tokenizer has no pad token (e.g. "<|endoftext|>")')
 

@@ -7,8 +7,8 @@ layers of a SmolLM2-shaped model cost one compilation (plus one recompilation wh
 change, after which those dimensions are dynamic).
 
 What is not: the attention and the whole decoder layer. They read and write the KV cache, whose per-layer
-index becomes a guard — a 30-layer model recompiles per layer and hits dynamo's recompile limit (measured
-here: transformers' decoder layer under `module.compile()` fell back to eager at the 8th recompile) — and
+index becomes a guard — a 30-layer model recompiles per layer and hits dynamo's recompile limit (transformers'
+decoder layer under `module.compile()` falls back to eager) — and
 the prompt-shared forward needs that cache.
 
 Each target's `forward` is replaced on the instance by `functools.partial(compiled_class_forward, module)`:
