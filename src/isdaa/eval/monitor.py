@@ -8,11 +8,12 @@ Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.
   optimizer steps and at the last step it draws `monitor.n_samples` completions (temperature 1, no top-p) for
   each held-out prompt with `isdaa eval`'s own code (`isdaa.eval.sampled`: same sampler, same estimators; the
   same seed at every evaluation) and logs `monitor/kl_k3`, `monitor/kl_k3_se`, `monitor/kl_k1`,
-  `monitor/kl_k1_se`, `monitor/length`, `monitor/eos_rate`, with a scorer `monitor/gold`, `monitor/gold_se`,
-  and `monitor/n_samples` (over all processes), `monitor/seconds`. The reference log-probs come from the
-  reference model (loaded once, like the trainer's) or, with LoRA, from the policy with its adapter disabled. Under DDP each process samples the
-  prompts i ≡ rank (mod processes) and the per-sample numbers are gathered, so every process computes the
-  same record (and makes the same stop / save decisions).
+  `monitor/kl_k1_se`, `monitor/length` (generated tokens, the EOS included: `isdaa eval`'s `length_mean`),
+  `monitor/eos_rate`, with a scorer `monitor/gold`, `monitor/gold_se`, and `monitor/n_samples` (over all
+  processes), `monitor/seconds`. The reference log-probs come from the reference model (loaded once, like the
+  trainer's) or, with LoRA, from the policy with its adapter disabled. Under DDP each process samples the
+  prompts i ≡ rank (mod processes) and the per-sample numbers (with each sample's prompt number) are gathered,
+  so every process computes the same record (and makes the same stop / save decisions).
   `stop_at_kl`: once `monitor/kl_k3` exceeds it, the run stops after this step (`stop_requested`).
   `keep_best`: a strictly better `monitor/gold` saves the policy as `best/` (like `final/`) with `best/best.json`
   (its step and record). On resume the best so far is read back from `metrics.jsonl` (already cut back to
