@@ -160,3 +160,45 @@ def test_imports_inside_functions_say_why():
                 if "#" not in lines[node.lineno - 1] and not above.startswith("#"):
                     hidden.append(f"{path.relative_to(SRC)}:{node.lineno} (in {fn.name}, no comment saying why)")
     assert not hidden, f"{len(hidden)} imports inside functions:\n" + "\n".join(sorted(set(hidden)))
+
+
+KL_ESTIMATOR_MODULE = "isdaa.eval.kl"
+KL_CALLERS = {"isdaa.eval.sampled"}  # the evaluation core; `isdaa.eval` may re-export the names
+KL_FUNCTIONS = {"kl_estimates", "kl_terms"}
+
+
+def _referenced_names(tree: ast.AST) -> set[str]:
+    """Every name a module uses or imports: bare names, attribute names (`np.expm1`), imported names."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_one_place_computes_the_sampled_kl():
+    """The sampled KL(π_θ‖π_ref) is computed in one place. Forbidden: (1) the k1/k3 estimator's code (its k3
+    term, `expm1`) anywhere but `isdaa/eval/kl.py`; (2) any module but the evaluation core `isdaa/eval/sampled.py`
+    using `kl_estimates` or `kl_terms` (the package `isdaa/eval/__init__.py` may import them to re-export them,
+    and may not call them). So an evaluator that estimates the KL from its own samples, instead of going through
+    `isdaa.eval.sampled`, fails here."""
+    bad = []
+    for name, path in MODULES.items():
+        if name == KL_ESTIMATOR_MODULE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        used = _referenced_names(tree)
+        if "expm1" in used:
+            bad.append(f"{path.relative_to(SRC)}: expm1 (the k3 estimator belongs to isdaa/eval/kl.py)")
+        if name in KL_CALLERS:
+            continue
+        calls = {n.func.id if isinstance(n.func, ast.Name) else n.func.attr for n in ast.walk(tree)
+                 if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))}
+        allowed = set() if name != "isdaa.eval" else KL_FUNCTIONS - calls
+        for function in sorted((used & KL_FUNCTIONS) - allowed):
+            bad.append(f"{path.relative_to(SRC)}: {function} (only isdaa/eval/sampled.py estimates the sampled KL)")
+    assert not bad, "a second place computes the sampled KL:\n" + "\n".join(bad)

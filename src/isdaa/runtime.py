@@ -13,6 +13,7 @@
   process dies, so a killed run never leaves a stale lock).
 - JSON has no NaN or infinity: `json_ready` is the one place that replaces them (by null, or by what the caller
   asks, e.g. the strings "nan"/"inf" that `metrics.jsonl` keeps visible).
+- `read_metrics`: the one reader of a run's `metrics.jsonl` (the training layer writes it, eval reads it back).
 """
 
 from __future__ import annotations
@@ -139,6 +140,19 @@ def json_ready(obj, nonfinite: Callable[[float], object] = lambda value: None):
     if isinstance(obj, (list, tuple)):
         return [json_ready(v, nonfinite) for v in obj]
     return obj
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a `metrics.jsonl` file, or of the one in run directory `path` ([] when there is none); a
+    line torn by a crash is skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
+    return records
 
 
 def write_json(obj: dict, path: str | os.PathLike) -> Path:

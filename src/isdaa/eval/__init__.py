@@ -1,6 +1,8 @@
 """Evaluation of over-optimization: sample from the policy, estimate KL(π_θ‖π_ref), score with a gold reward.
 
 - `evaluate(config)`: the whole pipeline (what `isdaa eval` runs); see `isdaa.eval.evaluate`.
+- `sampled_eval`: one evaluation of a policy from its samples (gold, KL, length, EOS rate) as a `SampledEval`
+  record — what `evaluate`, the in-run monitor and the lab's evaluators share (`isdaa.eval.sampled`).
 - `kl_estimates`: k1 / k3 KL estimators with standard errors (`isdaa.eval.kl`).
 - `mean_se`, `finite_mean_se`, `t_quantile`: mean ± SE (optionally clustered) and the t quantile of a 95% CI
   (`isdaa.eval.stats`).
@@ -13,11 +15,15 @@ from isdaa.eval.curves import fit_bon, fit_rl, gao_bon, gao_rl
 from isdaa.eval.evaluate import evaluate
 from isdaa.eval.kl import kl_estimates, kl_terms
 from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
+from isdaa.eval.sampled import SampledEval, Sampling, sampled_eval
 from isdaa.eval.stats import finite_mean_se, mean_se, t_quantile
 from isdaa.eval.winrate import win_outcomes, win_rate
 
 __all__ = [
     "evaluate",
+    "sampled_eval",
+    "Sampling",
+    "SampledEval",
     "kl_estimates",
     "kl_terms",
     "mean_se",

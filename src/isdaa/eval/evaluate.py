@@ -3,13 +3,14 @@
 Steps (EvalConfig fields in brackets):
 1. prompts [prompts, max_prompts, max_prompt_length] — or the `prompts` argument; baselines are the data's
    chosen responses (or `baseline_texts`);
-2. n completions per prompt from the policy [n_samples, max_new_tokens, temperature, top_p, seed];
-3. teacher-forced summed log-probs of every completion under the policy and the reference →
-   KL(π_θ‖π_ref) by k1 and k3 (`isdaa.eval.kl`), SEs clustered by prompt. Honest only for temperature 1 and
-   top_p 1: otherwise the numbers are still computed and `kl_biased` is true;
+2.–3. the evaluation every sampler of the policy shares (`isdaa.eval.sampled`): n completions per prompt from the
+   policy [n_samples, max_new_tokens, temperature, top_p, seed], their teacher-forced summed log-probs under the
+   policy and the reference → KL(π_θ‖π_ref) by k1 and k3, SEs clustered by prompt. Honest only for temperature 1
+   and top_p 1: otherwise the numbers are still computed and `kl_biased` is true;
 4. gold scores [scorer] → mean ± SE; win rate against the baseline [baseline: auto | chosen | reference | none;
    auto = the data's chosen responses, or reference samples for a prompt file (.txt, prompt-only .jsonl/.json)]
-   (ties ½), SE clustered by prompt; completion length mean ± SE.
+   (ties ½), SE clustered by prompt; completion length (`length_mean`: every generated token, the EOS included)
+   mean ± SE.
 The result dict is returned and, when `output` is set, written as JSON atomically (temp file + rename).
 NaN / missing values are null. Every input is validated before any model runs or anything is written.
 Models and the tokenizer loaded from paths follow the trainer's rules (`isdaa.modeling.loading`): a tokenizer
@@ -18,32 +19,27 @@ without a pad token is refused unless `pad_token` names one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from isdaa.config import EvalConfig, ModelConfig
 from isdaa.data.prompts import load_prompts, tokenize_completions, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.kl import kl_estimates
+from isdaa.eval.sampled import SampledEval, Sampling, ScoredSamples, sample_and_score, summarize
 from isdaa.eval.stats import mean_se
 from isdaa.eval.winrate import win_rate
-from isdaa.generation.sampling import eos_token_ids, sample_completions, score_logps
+from isdaa.generation.sampling import eos_token_ids
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
 from isdaa.runtime import json_ready, write_json
 
-__all__ = ["evaluate", "ScoredSamples", "sample_and_score", "sample_summary"]
+__all__ = ["evaluate"]
 
 BASELINES = ("auto", "chosen", "reference", "none")
 DTYPES = ("float32", "bfloat16", "float16")
-KL_KEYS = ("kl_k1", "kl_k1_se", "kl_k3", "kl_k3_se", "kl_k3_clamped")
 # the tokenizer loader's option names -> eval's (the tokenizer comes from the policy directory)
 TOKENIZER_OPTIONS = {"model.tokenizer": "policy", "model.name_or_path": "policy", "model.pad_token": "pad_token"}
 GOLD_KEYS = ("gold_mean", "gold_se", "baseline_gold_mean", "baseline_gold_se", "win_rate", "win_rate_se")
@@ -226,7 +222,9 @@ def evaluate(
 
 def _run(config: EvalConfig, scorer, policy, reference, tokenizer, prompts, baseline_texts) -> dict:
     prompt_ids, prompt_texts, truncated = tokenize_prompts(tokenizer, prompts, config.max_prompt_length)
-    scored = sample_and_score(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts)
+    sampling = _sampling(config)
+    scored = sample_and_score(policy, tokenizer, prompt_ids, prompt_texts, sampling, reference=reference,
+                              scorer=scorer)
     result: dict = {
         "n_prompts": len(prompts),
         "n_samples": len(scored.samples),
@@ -237,79 +235,33 @@ def _run(config: EvalConfig, scorer, policy, reference, tokenizer, prompts, base
         "scorer": config.scorer,
         **dict.fromkeys(GOLD_KEYS),
     }
-    result.update(sample_summary(scored))
-    result["sqrt_kl"] = _sqrt_kl(result["kl_k3"])
+    result.update(_summary_fields(summarize(scored)))
     if scorer is not None:
-        result.update(_gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts,
+        result.update(_gold_fields(config, sampling, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts,
                                    baseline_texts, scored))
     return result
 
 
-def _sqrt_kl(kl_k3):
-    return math.sqrt(max(kl_k3, 0.0)) if kl_k3 is not None and math.isfinite(kl_k3) else None
+def _sampling(config: EvalConfig) -> Sampling:
+    return Sampling(n=config.n_samples, max_new_tokens=config.max_new_tokens, seed=config.seed,
+                    batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
+                    progress=config.progress)
 
 
-# ------------------------------------------------------------------------------------------ shared with the monitor
-@dataclass
-class ScoredSamples:
-    """The per-sample numbers of one evaluation, in sample order: the samples (`prompt_index` indexes the
-    prompt list), their summed log-probs under the policy and the reference (None without a reference) and
-    their gold scores (None without a scorer)."""
-
-    samples: list
-    policy_logps: list[float] | None = None
-    ref_logps: list[float] | None = None
-    gold: list[float] | None = None
+def _summary_fields(record: SampledEval) -> dict:
+    """The evaluation's result keys: KL, length (every generated token, EOS included), EOS rate, gold, √KL."""
+    return {
+        "kl_k1": record.kl_k1, "kl_k1_se": record.kl_k1_se, "kl_k3": record.kl_k3, "kl_k3_se": record.kl_k3_se,
+        "kl_k3_clamped": record.kl_k3_clamped, "length_mean": record.generated_tokens,
+        "length_se": record.generated_tokens_se, "finished_frac": record.eos_rate, "gold_mean": record.gold,
+        "gold_se": record.gold_se, "sqrt_kl": record.sqrt_kl,
+    }
 
 
-def _sampling(config: EvalConfig) -> dict:
-    return dict(n=config.n_samples, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                top_p=config.top_p, batch_size=config.batch_size, progress=config.progress)
-
-
-def sample_and_score(config: EvalConfig, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, *,
-                     reference_context=contextlib.nullcontext) -> ScoredSamples:
-    """`config.n_samples` completions per prompt from `policy` (seed `config.seed`), their teacher-forced
-    log-probs under the policy and under `reference` (scored inside `reference_context()`, e.g. a LoRA
-    policy's `disable_adapter`), and their gold scores: what `evaluate` and the in-run monitor share."""
-    samples = sample_completions(policy, tokenizer, prompt_ids, seed=config.seed, **_sampling(config))
-    scored = ScoredSamples(samples)
-    s_prompt_ids = [prompt_ids[s.prompt_index] for s in samples]
-    s_completion_ids = [s.completion_ids for s in samples]
-    if reference is not None and samples:
-        bs, prog = config.batch_size, config.progress
-        pol = score_logps(policy, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog, desc="policy logps")
-        with reference_context():
-            ref = score_logps(reference, s_prompt_ids, s_completion_ids, batch_size=bs, progress=prog,
-                              desc="reference logps")
-        scored.policy_logps, scored.ref_logps = pol.tolist(), ref.tolist()
-    elif reference is not None:
-        scored.policy_logps, scored.ref_logps = [], []
-    if scorer is not None:
-        scored.gold = list(scorer([prompt_texts[s.prompt_index] for s in samples], [s.text for s in samples],
-                                  prompt_ids=s_prompt_ids, completion_ids=s_completion_ids)) if samples else []
-    return scored
-
-
-def sample_summary(scored: ScoredSamples) -> dict:
-    """Mean ± SE (clustered by prompt) of the samples' length and gold, the share that ended with EOS, and
-    KL(π_θ‖π_ref) by k1 and k3 (`isdaa.eval.kl`); KL fields None without a reference, gold None without a scorer."""
-    groups = [s.prompt_index for s in scored.samples]
-    out: dict = dict.fromkeys(KL_KEYS)
-    out["length_mean"], out["length_se"] = mean_se([float(len(s.completion_ids)) for s in scored.samples], groups)
-    out["finished_frac"] = float(np.mean([s.finished for s in scored.samples])) if scored.samples else math.nan
-    if scored.ref_logps is not None and scored.samples:
-        est = kl_estimates(scored.policy_logps, scored.ref_logps, groups=groups)
-        out.update({k: est[k] for k in KL_KEYS})
-    out["gold_mean"], out["gold_se"] = mean_se(scored.gold, groups) if scored.gold is not None else (None, None)
-    return out
-
-
-def _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts, baseline_texts,
-                 scored: ScoredSamples) -> dict:
+def _gold_fields(config, sampling: Sampling, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts,
+                 baseline_texts, scored: ScoredSamples) -> dict:
     """Gold of the baseline, and the samples' win rate against it."""
-    samples, scores = scored.samples, scored.gold
-    groups = [s.prompt_index for s in samples]
+    samples, scores, groups = scored.samples, scored.gold, scored.prompt_index
     s_prompt_ids = [prompt_ids[s.prompt_index] for s in samples]
     s_prompt_texts = [prompt_texts[s.prompt_index] for s in samples]
     gold = {}
@@ -321,7 +273,7 @@ def _gold_fields(config, scorer, policy, reference, tokenizer, prompt_ids, promp
         gold["baseline_gold_mean"], gold["baseline_gold_se"] = mean_se(per_prompt)
         base_scores = [per_prompt[s.prompt_index] for s in samples]
     elif config.baseline == "reference":
-        ref_samples = sample_completions(reference, tokenizer, prompt_ids, seed=config.seed + 1, **_sampling(config))
+        ref_samples = dataclasses.replace(sampling, seed=config.seed + 1).draw(reference, tokenizer, prompt_ids)
         base_scores = scorer(s_prompt_texts, [s.text for s in ref_samples], prompt_ids=s_prompt_ids,
                              completion_ids=[s.completion_ids for s in ref_samples])
         gold["baseline_gold_mean"], gold["baseline_gold_se"] = mean_se(base_scores, groups)

@@ -6,13 +6,14 @@ Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.
 
 - `Monitor` (`monitor.every > 0`), hook `on_step_end` on every process: at step 0, every `monitor.every`
   optimizer steps and at the last step it draws `monitor.n_samples` completions (temperature 1, no top-p) for
-  each held-out prompt with `isdaa eval`'s own code (`sample_and_score`, `sample_summary`: same sampler, same
-  estimators; the same seed at every evaluation) and logs `monitor/kl_k3`, `monitor/kl_k3_se`, `monitor/kl_k1`,
-  `monitor/kl_k1_se`, `monitor/length`, `monitor/eos_rate`, with a scorer `monitor/gold`, `monitor/gold_se`,
-  and `monitor/n_samples` (over all processes), `monitor/seconds`. The reference log-probs come from the
-  reference model (loaded once, like the trainer's) or, with LoRA, from the policy with its adapter disabled. Under DDP each process samples the
-  prompts i ≡ rank (mod processes) and the per-sample numbers are gathered, so every process computes the
-  same record (and makes the same stop / save decisions).
+  each held-out prompt with `isdaa eval`'s own code (`isdaa.eval.sampled`: same sampler, same estimators; the
+  same seed at every evaluation) and logs `monitor/kl_k3`, `monitor/kl_k3_se`, `monitor/kl_k1`,
+  `monitor/kl_k1_se`, `monitor/length` (generated tokens, the EOS included: `isdaa eval`'s `length_mean`),
+  `monitor/eos_rate`, with a scorer `monitor/gold`, `monitor/gold_se`, and `monitor/n_samples` (over all
+  processes), `monitor/seconds`. The reference log-probs come from the reference model (loaded once, like the
+  trainer's) or, with LoRA, from the policy with its adapter disabled. Under DDP each process samples the
+  prompts i ≡ rank (mod processes) and the per-sample numbers (with each sample's prompt number) are gathered,
+  so every process computes the same record (and makes the same stop / save decisions).
   `stop_at_kl`: once `monitor/kl_k3` exceeds it, the run stops after this step (`stop_requested`).
   `keep_best`: a strictly better `monitor/gold` saves the policy as `best/` (like `final/`) with `best/best.json`
   (its step and record). On resume the best so far is read back from `metrics.jsonl` (already cut back to
@@ -24,7 +25,7 @@ Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import sys
 import time
@@ -33,33 +34,23 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list, gather_object
 
-from isdaa.config import EvalConfig, TrainConfig
+from isdaa.config import TrainConfig
 from isdaa.data.prompts import load_prompt_file, load_prompts, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.evaluate import ScoredSamples, sample_and_score, sample_summary
+from isdaa.eval.sampled import Sampling, ScoredSamples, sample_and_score, summarize
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
-from isdaa.runtime import write_json
+from isdaa.runtime import read_metrics, write_json
 
-__all__ = ["Monitor", "EssAlarm", "MONITOR_KEYS", "monitor_callbacks", "check_monitor", "read_records"]
+__all__ = ["Monitor", "EssAlarm", "MONITOR_KEYS", "monitor_callbacks", "check_monitor"]
 
-# sample_summary's key -> the metric the monitor logs
+# the evaluation's field (`isdaa.eval.sampled.SampledEval`) -> the metric the monitor logs
 MONITOR_KEYS = {
     "kl_k3": "monitor/kl_k3", "kl_k3_se": "monitor/kl_k3_se", "kl_k1": "monitor/kl_k1", "kl_k1_se": "monitor/kl_k1_se",
-    "length_mean": "monitor/length", "finished_frac": "monitor/eos_rate", "gold_mean": "monitor/gold",
+    "generated_tokens": "monitor/length", "eos_rate": "monitor/eos_rate", "gold": "monitor/gold",
     "gold_se": "monitor/gold_se",
 }
 BEST_FILE = "best.json"
-
-
-def read_records(run_dir) -> list[dict]:
-    """The records of `<run_dir>/metrics.jsonl` ([] without one); a line torn by a crash is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        with contextlib.suppress(json.JSONDecodeError):
-            records.append(json.loads(line))
-    return records
 
 
 def _finite(value) -> bool:
@@ -125,10 +116,8 @@ class Monitor:
         self.prompt_ids, self.prompt_texts, self.scorer = prompt_ids, prompt_texts, scorer
         # by default as long as a training completion can be: longer ones were never in the data
         new_tokens = self.cfg.max_new_tokens or config.data.max_length - config.data.max_prompt_length
-        self.eval_config = EvalConfig(
-            n_samples=self.cfg.n_samples, max_new_tokens=new_tokens, temperature=1.0, top_p=1.0,
-            batch_size=self.cfg.batch_size, seed=self.cfg.seed, scorer=self.cfg.scorer, progress=False,
-        )
+        self.sampling = Sampling(n=self.cfg.n_samples, max_new_tokens=new_tokens, seed=self.cfg.seed,
+                                 batch_size=self.cfg.batch_size)
         self.reference = None  # loaded at the first evaluation (not with LoRA)
         self.best: dict | None = None
         self.stop_requested: str | None = None
@@ -158,16 +147,15 @@ class Monitor:
         mine = list(range(acc.process_index, len(self.prompt_ids), acc.num_processes))
         reference, context = self._reference(run)
         scored = sample_and_score(
-            self.eval_config, self.scorer, run.model, reference, run.tokenizer, [self.prompt_ids[i] for i in mine],
-            [self.prompt_texts[i] for i in mine], reference_context=context,
+            run.model, run.tokenizer, [self.prompt_ids[i] for i in mine], [self.prompt_texts[i] for i in mine],
+            self.sampling, reference=reference, reference_context=context, scorer=self.scorer, prompt_labels=mine,
         )
-        for sample in scored.samples:
-            sample.prompt_index = mine[sample.prompt_index]
         if acc.num_processes > 1:
             scored = _gathered(scored)
-        summary = sample_summary(scored)
-        record = {name: float(summary[key]) for key, name in MONITOR_KEYS.items() if summary.get(key) is not None}
-        record["monitor/n_samples"] = len(scored.samples)
+        result = summarize(scored)
+        record = {name: float(getattr(result, key)) for key, name in MONITOR_KEYS.items()
+                  if getattr(result, key) is not None}
+        record["monitor/n_samples"] = result.n_samples
         record["monitor/seconds"] = time.perf_counter() - start
         return record
 
@@ -189,7 +177,7 @@ class Monitor:
         self._restored = True
         best = None
         if run.accelerator.is_main_process:
-            for record in read_records(self.run_dir):
+            for record in read_metrics(self.run_dir):
                 gold = record.get("monitor/gold")
                 if _finite(gold) and (best is None or gold > best["monitor/gold"]):
                     best = {k: v for k, v in record.items() if k == "step" or k.startswith("monitor/")}
@@ -215,8 +203,7 @@ def _gathered(scored: ScoredSamples) -> ScoredSamples:
     def gather(values):
         return None if values is None else gather_object(list(values))
 
-    return ScoredSamples(gather(scored.samples), gather(scored.policy_logps), gather(scored.ref_logps),
-                         gather(scored.gold))
+    return ScoredSamples(*(gather(getattr(scored, f.name)) for f in dataclasses.fields(ScoredSamples)))
 
 
 # ------------------------------------------------------------------------------------------ the ESS alarm
@@ -233,7 +220,7 @@ class EssAlarm:
     fired: bool = False
 
     def on_train_begin(self, model, tokenizer) -> None:
-        for record in read_records(self.run_dir) if self.run_dir else []:
+        for record in read_metrics(self.run_dir) if self.run_dir else []:
             self.observe(record.get("step", 0), record)
 
     def on_log(self, step: int, metrics: dict) -> None:

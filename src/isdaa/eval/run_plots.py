@@ -21,9 +21,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from isdaa.errors import InputError
-from isdaa.eval.monitor import BEST_FILE, read_records
+from isdaa.eval.monitor import BEST_FILE
 from isdaa.eval.plots import _draw, _save, ci_bounds, plot_frontier  # the one series-drawing helper
-from isdaa.runtime import atomic_write_text
+from isdaa.runtime import atomic_write_text, read_metrics
 
 __all__ = ["plot_runs", "run_summary"]
 
@@ -99,7 +99,7 @@ def _load(run_dirs: list) -> dict[str, list[dict]]:
     names = [d.resolve().name for d in dirs]
     runs = {}
     for d, name in zip(dirs, names):
-        records = read_records(d)
+        records = read_metrics(d)
         if not records:
             raise InputError(f"{d}: no metrics.jsonl with records (expected the run directory of an isdaa train run)")
         runs[str(d) if names.count(name) > 1 else name] = records

@@ -17,13 +17,15 @@ that a proxy-vs-gold study is one config line). What differs from the controlled
 - the evaluation (`ModelEvaluator`): `eval_samples` completions per held-out prompt at T = 1 without top-p; the
   policy's log-probs are those `generate` sampled from (exact at T = 1 without top-p / top-k), the reference's are
   teacher-forced (`score_logps`; under LoRA the same model with its adapter disabled); KL k1 and k3 with SEs
-  clustered by prompt, gold mean ± SE, the label scorer's mean (`proxy`), length in tokens, EOS rate;
+  clustered by prompt, gold mean ± SE, the label scorer's mean (`proxy`), length in tokens (the final EOS not
+  counted), EOS rate — `isdaa.eval.sampled`, as every evaluation;
 - the report's reference, policy and timing sections (`reference_lines`, `policy_table`, `timing_lines`): every
   stage's time is measured by the sweep itself and kept in `prepared.json` and the run records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -37,11 +39,11 @@ from isdaa.config import LabWorldConfig
 
 from isdaa.data.prompts import load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.kl import kl_estimates
+from isdaa.eval.sampled import Sampling, ScoredSamples, completion_length, sampled_eval
 from isdaa.eval.stats import mean_se
-from isdaa.generation import generate_pairs, get_scorer, sample_completions, score_logps, write_pairs
+from isdaa.generation import generate_pairs, get_scorer, sample_completions, write_pairs
 from isdaa.generation.pairs import bt_probability
-from isdaa.lab.evaluator import LabEvaluator
+from isdaa.lab.evaluator import TrainingWindow, eval_fields, eval_seed
 from isdaa.lab.verdict import fmt
 from isdaa.modeling.prepare import MODELS, model_dir
 
@@ -253,16 +255,11 @@ def model_reference_gold(world: ModelWorld, model, tokenizer, *, n: int, seed: i
     gold = get_scorer(p.gold)([texts[s.prompt_index] for s in samples], [s.text for s in samples])
     m, se = mean_se(gold, [s.prompt_index for s in samples])
     return {"gold": m, "gold_se": se, "n": len(samples), "n_prompts": len(ids),
-            "length": float(np.mean([_length(s) for s in samples])),
+            "length": float(np.mean([completion_length(s) for s in samples])),
             "finished": float(np.mean([s.finished for s in samples])), "seconds": time.perf_counter() - t0}
 
 
-def _length(sample) -> int:
-    """Completion tokens without the final EOS."""
-    return len(sample.completion_ids) - int(sample.finished)
-
-
-class ModelEvaluator(LabEvaluator):
+class ModelEvaluator:
     """The lab's evaluation callback for a model world (see the module docstring); `reference` None: the policy
     is a PEFT model and the reference is the policy with its adapter disabled."""
 
@@ -275,56 +272,50 @@ class ModelEvaluator(LabEvaluator):
         self.contents = [_text(p) for p in world.eval_prompts()]
         self.scorer = get_scorer(world.params.gold)
         self.proxy = get_scorer(world.label_name) if world.label_name != world.params.gold else None
-        self._start_log()
+        self.evals: list[dict] = []
+        self.window = TrainingWindow()
+        self._t0 = time.time()
         self._mark, self._step_times = None, []
 
     def on_log(self, step, metrics):
-        """The weight statistics (`LabEvaluator.on_log`) and the wall time of the step that ended here."""
-        super().on_log(step, metrics)
+        """The weight statistics (`TrainingWindow`) and the wall time of the step that ended here."""
+        self.window.observe(metrics)
         now = time.perf_counter()
         if step > 0 and self._mark is not None:
             self._step_times.append(now - self._mark)
         self._mark = now
 
-    def _reference_logps(self, model, pids, comp) -> torch.Tensor:
-        if self.reference is not None:
-            return score_logps(self.reference, pids, comp, batch_size=self.batch_size)
-        with model.disable_adapter():
-            return score_logps(model, pids, comp, batch_size=self.batch_size)
-
     def on_eval(self, step, model, tokenizer):
-        """Sample, score, record gold, proxy, KL, length, EOS rate, examples and the times (one entry of `evals`)."""
+        """Sample, score, record gold, proxy, KL, length, EOS rate, examples and the times (one entry of `evals`).
+        The policy's log-probs are those `generate` sampled from."""
         t0 = time.perf_counter()
-        samples = sample_completions(model, tokenizer, self.prompt_ids, n=self.n, max_new_tokens=self.max_new_tokens,
-                                     batch_size=self.batch_size, seed=self.seed * 1_000_003 + int(step),
-                                     progress=False, output_scores=True)
-        pids = [self.prompt_ids[s.prompt_index] for s in samples]
-        comp = [s.completion_ids for s in samples]
-        groups = [s.prompt_index for s in samples]
-        kl = kl_estimates(torch.tensor([s.sampled_logp for s in samples], dtype=torch.float64),
-                          self._reference_logps(model, pids, comp), groups=groups)
-        prompts, texts = [self.prompts[g] for g in groups], [s.text for s in samples]
-        g_mean, g_se = mean_se(self.scorer(prompts, texts, prompt_ids=pids, completion_ids=comp), groups)
-        rec = {
-            "step": int(step), "gold": g_mean, "gold_se": g_se,
-            **{k: kl[k] for k in ("kl_k1", "kl_k1_se", "kl_k3", "kl_k3_se", "kl_k3_clamped")},
-            "sqrt_kl": math.sqrt(max(kl["kl_k3"], 0.0)),
-            "length": float(np.mean([_length(s) for s in samples])),
-            "finished": float(np.mean([s.finished for s in samples])),
-            "ess_min_so_far": self._ess_min if math.isfinite(self._ess_min) else None,
-            "examples": [f"{self.contents[samples[i].prompt_index]} -> {texts[i]}"
-                         for i in range(0, len(samples), self.n)][: self.n_examples],
-        }
-        if self.proxy is not None:
-            rec["proxy"] = float(np.mean(self.proxy(prompts, texts, prompt_ids=pids, completion_ids=comp)))
-        rec.update(self._window_stats())
+        sampling = Sampling(n=self.n, max_new_tokens=self.max_new_tokens, seed=eval_seed(self.seed, step),
+                            batch_size=self.batch_size, policy_logps_from_generate=True)
+        reference, context = ((self.reference, contextlib.nullcontext) if self.reference is not None
+                              else (model, model.disable_adapter))
+        result = sampled_eval(model, tokenizer, self.prompt_ids, self.prompts, sampling, reference=reference,
+                              reference_context=context, scorer=self.scorer, extra=self._world_fields)
+        rec = {**eval_fields(step, result), "ess_min_so_far": self.window.ess_min_so_far(), **result.extra,
+               **self.window.take()}
         if self._step_times:
             rec["step_seconds"] = float(np.mean(self._step_times))
-        self._window, self._step_times = [], []
+        self._step_times = []
         rec["eval_seconds"] = time.perf_counter() - t0
         rec["seconds"] = time.time() - self._t0
         self.evals.append(rec)
         self._mark = time.perf_counter()
+
+    def _world_fields(self, scored: ScoredSamples) -> dict:
+        """The first sample of the first few prompts, and the label scorer's mean (`proxy`) when it is not the
+        gold scorer."""
+        texts = [s.text for s in scored.samples]
+        out = {"examples": [f"{self.contents[scored.prompt_index[i]]} -> {texts[i]}"
+                            for i in range(0, len(texts), self.n)][: self.n_examples]}
+        if self.proxy is not None:
+            out["proxy"] = float(np.mean(self.proxy([self.prompts[i] for i in scored.prompt_index], texts,
+                                                    prompt_ids=[self.prompt_ids[i] for i in scored.prompt_index],
+                                                    completion_ids=[s.completion_ids for s in scored.samples])))
+        return out
 
 
 # ----------------------------------------------------------------------------- the report's sections

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from isdaa.config import config_yaml
 from isdaa.runtime import atomic_write_text, failing_write, json_ready
+from isdaa.runtime import read_metrics  # the reader of what MetricsLog writes, shared with eval
 
 RESUME_ADVICE = "free space, then run the same command to resume from the newest checkpoint"
 
@@ -51,14 +52,6 @@ def write_run_config(cfg, run_dir: str | Path) -> Path:
     path = Path(run_dir) / "config.yaml"
     with failing_write("the config", path, RESUME_ADVICE):
         return atomic_write_text(path, config_yaml(cfg))
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a `metrics.jsonl` file (or of the one in run directory `path`)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def aggregate(records: list[dict]) -> dict:
