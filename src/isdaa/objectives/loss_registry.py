@@ -188,6 +188,25 @@ def preference_loss(
     """
     beta = check_positive("beta", beta)
     checked = loss_hparams(kind, hparams, beta)
+    return checked_preference_loss(kind, checked, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                   ref_rejected_logps, beta=beta, chosen_lengths=chosen_lengths,
+                                   rejected_lengths=rejected_lengths)
+
+
+def checked_preference_loss(
+    kind: str,
+    checked_hparams: dict,
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor | None,
+    ref_rejected_logps: torch.Tensor | None,
+    *,
+    beta: float,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`preference_loss` whose β and hyper-parameters were checked beforehand (`checked_hparams` from
+    `loss_hparams`): only the tensors are checked, as an `Objective` does on every batch."""
     check_vectors(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
@@ -199,4 +218,4 @@ def preference_loss(
         kind, spec, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
         chosen_lengths, rejected_lengths,
     )
-    return spec.fn(*tensors, beta=beta, **checked)
+    return spec.fn(*tensors, beta=beta, **checked_hparams)
