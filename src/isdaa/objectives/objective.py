@@ -213,7 +213,7 @@ class Objective:
         n = check_vectors(policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=ref[0],
                           ref_rejected_logps=ref[1], behavior_chosen_logps=mu[0], behavior_rejected_logps=mu[1])
         lengths = {"chosen_lengths": policy.chosen_lengths, "rejected_lengths": policy.rejected_lengths}
-        losses = checked_preference_loss(self.loss, self.hparams, pc, pr, *ref, beta=self.beta, **lengths)
+        losses = checked_preference_loss(self.loss, self.hparams, self.beta, pc, pr, *ref, *lengths.values())
         weights, raw, alpha = self._pair_weights(losses, pc, pr, mu, lengths, gather)
         terms, sft = self._terms(self._weighted_losses(losses, weights, pc, pr, ref, lengths), user_weights, policy)
         loss_sum = terms.sum()
@@ -255,7 +255,7 @@ class Objective:
             return weights * losses
 
         def loss_at(chosen, rejected):
-            return checked_preference_loss(self.loss, self.hparams, chosen, rejected, *ref, beta=self.beta, **lengths)
+            return checked_preference_loss(self.loss, self.hparams, self.beta, chosen, rejected, *ref, *lengths.values())
 
         l0, linear = linear_part(loss_at, pc, pr, *ref)
         return curvature_weighted(losses, weights, l0, linear)
