@@ -56,7 +56,8 @@ LOG_TOLERANCE = 1e-12  # equal weights give log ESS = −1e-16, not 0: a roundin
 @dataclass(frozen=True)
 class WeightingSpec:
     """One importance weighting: how a pair's raw log weight (`log_importance_weights`) becomes its weight
-    (`importance_weights`) and where the weight enters the loss.
+    (`importance_weights`) and where the weight enters the loss. The paper's (Nguyen et al. 2025, arXiv
+    2506.08681) is w = sg(exp(min(δ_w + δ_l, 2ε))) on the whole loss; each entry of `WEIGHTINGS` gives its formula.
 
     mode: the raw log weight — "pair" (the paper: δ_w + δ_l), "token_mean", "wpo" (see `log_importance_weights`);
         None: no weighting (all weights 1; the paper's pair log weight is still logged).

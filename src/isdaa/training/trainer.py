@@ -1,7 +1,7 @@
 """The training loop on Accelerate: set-up, one optimizer step, logging, checkpoints, the end of a run.
 
-No loss formula lives here: the run's `isdaa.objectives.Objective` (built by the set-up) turns sequence
-log-probs into the loss, weights and metrics. One optimizer step = `grad_accum` micro-batches of `batch_size` pairs on
+No loss formula lives here: the run's `isdaa.objectives.Objective` (built by the set-up) turns sequence log-probs
+into the loss, weights and metrics. One optimizer step = `grad_accum` micro-batches of `batch_size` pairs on
 each process; the data order of epoch e is seeded by (seed, e) (`data_order.py`), so a resumed run sees
 exactly the batches an uninterrupted run would.
 """
