@@ -24,7 +24,9 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from isdaa.data import tokenize_rows  # noqa: E402
+from isdaa.integrations import isdpo_objective  # noqa: E402
 from isdaa.integrations.trl import ISDPOConfig, ISDPOTrainer  # noqa: E402
+from isdaa.modeling.logprobs import sequence_logps  # noqa: E402
 from isdaa.objectives import daa_objective  # noqa: E402
 from isdaa.training.dataset_logps import dataset_logps  # noqa: E402
 
@@ -158,6 +160,31 @@ def test_dataset_weights_and_behaviour_give_the_papers_objective(model_dir, tmp_
               f"{abs(loss - closed):.2e}")
 
 
+def test_every_objective_option_reaches_the_loss(model_dir, tmp_path):
+    """The objective options `isdaa train` has beyond TRL's (the ESS target, the per-token SFT term) and TRL's own
+    label smoothing: the drop-in's loss is isdaa's objective with the same settings on the same log-probs."""
+    gen = torch.Generator().manual_seed(1)
+    rows = [dict(r, behavior_chosen_logps=-15.0 + 3 * float(a), behavior_rejected_logps=-15.0 + 3 * float(b))
+            for r, a, b in zip(_rows(seed=4), torch.randn(16, generator=gen), torch.randn(16, generator=gen))]
+    settings = dict(weighting="is_ess", is_eps=2.0, is_ess_target=0.9, sft_eta=0.5, sft_token_mean=True)
+    ours = _trainer(ISDPOTrainer, ISDPOConfig, model_dir, tmp_path, rows, precompute_ref_log_probs=True,
+                    label_smoothing=0.1, **settings)
+    batch = next(iter(ours.get_train_dataloader()))
+    with torch.no_grad():
+        loss = ours.compute_loss(ours.model, batch).item()
+        logps, lengths = sequence_logps(ours.model, *(batch[k] for k in ("input_ids", "attention_mask",
+                                                                         "completion_mask")))
+    tensors = dict(zip(("policy_chosen_logps", "policy_rejected_logps"), logps.chunk(2)),
+                   **dict(zip(("chosen_lengths", "rejected_lengths"), lengths.chunk(2))),
+                   **{k: batch[k] for k in ("ref_chosen_logps", "ref_rejected_logps", "behavior_chosen_logps",
+                                            "behavior_rejected_logps")})
+    same = daa_objective(loss="sigmoid", beta=BETA, weighting="is_ess", eps=2.0, ess_target=0.9, sft_eta=0.5,
+                         sft_token_mean=True, loss_hparams={"label_smoothing": 0.1}, **tensors)
+    defaults = daa_objective(loss="sigmoid", beta=BETA, weighting="is_ess", eps=2.0, sft_eta=0.5, **tensors)
+    assert same.metrics["weights/alpha"] < 1.0  # the ESS target binds
+    assert abs(loss - same.loss.item()) < 1e-6 and abs(loss - defaults.loss.item()) > 1e-3
+
+
 @pytest.mark.parametrize("precompute", [False, True])
 def test_peft_model_matches_trl_with_and_without_precomputed_reference(model_dir, tmp_path, precompute, capsys):
     from peft import LoraConfig  # peft: the PEFT case only
@@ -190,7 +217,7 @@ def test_config_errors_are_one_line(tmp_path):
         with pytest.raises(ValueError, match=match) as info:
             _args(ISDPOConfig, tmp_path, **overrides)
         assert "\n" not in str(info.value)
-    assert _args(ISDPOConfig, tmp_path, loss_type="ipo", daa_loss="ipo").objective_kwargs()["loss"] == "ipo"
+    assert isdpo_objective(_args(ISDPOConfig, tmp_path, loss_type="ipo", daa_loss="ipo")).loss == "ipo"
     with pytest.raises(TypeError, match="args must be an ISDPOConfig, got DPOConfig"):
         ISDPOTrainer(model=None, args=_args(trl.DPOConfig, tmp_path), train_dataset=None)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from isdaa.config import ObjectiveConfig
 from isdaa.lab.regimes import resolve_methods
 from isdaa.objectives import RECOMMENDED, WEIGHTINGS
-from isdaa.training.objective import check_objective
+from isdaa.training.setup import build_objective
 
 
 def test_recommended_is_a_valid_objective():
     assert RECOMMENDED["weighting"] in WEIGHTINGS and RECOMMENDED["weighting"] != "none"
-    check_objective(ObjectiveConfig(beta=0.01, **RECOMMENDED))
+    build_objective(ObjectiveConfig(beta=0.01, **RECOMMENDED))
 
 
 def test_lab_method_recommended_expands_and_keeps_overrides():

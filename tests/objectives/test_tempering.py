@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from isdaa.objectives import (
+    WEIGHTINGS,
+    Objective,
     ObjectiveArgumentError,
+    PairLogps,
     daa_objective,
     effective_sample_size,
-    global_batch_log_weights,
     importance_weights,
-    needs_global_batch,
 )
-from isdaa.objectives.tempering import ess_temperature, log_ess
+from isdaa.objectives.weighting import ess_temperature, log_ess
 
 
 def _logps(seed: int, b: int = 16, spread: float = 4.0):
@@ -111,10 +112,10 @@ def test_a_shard_with_the_global_log_weights_weights_as_the_whole_batch(weightin
 
 
 @pytest.mark.parametrize("weighting", ["is_ess", "is_ess_norm", "is_curv", "is_self_norm", "is", "is_two_sided"])
-def test_global_batch_log_weights_make_two_shards_weight_as_one_batch(weighting):
-    """`global_batch_log_weights` with a stand-in for `Accelerator.gather` (this shard's raw log weights, then the
-    other's): each of two shards gets the whole batch's weights for its pairs; None where nothing depends on the
-    whole batch."""
+def test_gather_makes_two_shards_weight_as_one_batch(weighting):
+    """`Objective(gather=...)` with a stand-in for `Accelerator.gather` (this shard's raw log weights, then the
+    other's): each of two shards gets the whole batch's weights for its pairs; nothing is gathered where nothing
+    depends on the whole batch."""
     pc, pr, rc, rr = _logps(4)
     kw = dict(loss="sigmoid", beta=0.1, weighting=weighting, eps=5.0)
     whole = daa_objective(**kw, policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=rc,
@@ -124,11 +125,18 @@ def test_global_batch_log_weights_make_two_shards_weight_as_one_batch(weighting)
                    ref_rejected_logps=rr[h]) for h in halves]
     raws = [(s["policy_chosen_logps"] - s["ref_chosen_logps"]) + (s["policy_rejected_logps"] - s["ref_rejected_logps"])
             for s in shards]
+    objective = Objective(**kw)
     for rank, (half, shard) in enumerate(zip(halves, shards)):
-        gather = lambda t, rank=rank: torch.cat([t if r == rank else raws[r] for r in range(2)])  # noqa: E731
-        global_lw = global_batch_log_weights(weighting, gather, **shard)
-        assert (global_lw is None) == (not needs_global_batch(weighting))
-        out = daa_objective(**kw, **shard, global_log_weights=global_lw)
+        gathered = []
+
+        def gather(t, rank=rank, gathered=gathered):
+            gathered.append(torch.cat([t if r == rank else raws[r] for r in range(2)]))
+            return gathered[-1]
+
+        out = objective(PairLogps(shard["policy_chosen_logps"], shard["policy_rejected_logps"]),
+                        PairLogps(shard["ref_chosen_logps"], shard["ref_rejected_logps"]), gather=gather)
+        global_lw = gathered[0] if gathered else None
+        assert (global_lw is None) == (not WEIGHTINGS[weighting].whole_batch)
         torch.testing.assert_close(out.weights, whole.weights[half], rtol=1e-12, atol=0)
 
 
@@ -186,11 +194,11 @@ def test_curvature_weighting_needs_a_reference_and_works_without_grad():
 def test_bad_ess_target_names_its_config_field(target):
     from isdaa.config import ObjectiveConfig
     from isdaa.errors import InputError
-    from isdaa.training.objective import check_objective
+    from isdaa.training.setup import build_objective
 
     with pytest.raises(ObjectiveArgumentError):
         daa_objective(loss="sigmoid", beta=0.1, policy_chosen_logps=torch.zeros(2), policy_rejected_logps=torch.ones(2),
                       ref_chosen_logps=torch.zeros(2), ref_rejected_logps=torch.zeros(2), weighting="is_ess",
                       ess_target=target)
     with pytest.raises(InputError, match="objective.is_ess_target"):
-        check_objective(ObjectiveConfig(weighting="is_ess", is_ess_target=target))
+        build_objective(ObjectiveConfig(weighting="is_ess", is_ess_target=target))

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
-import isdaa.training.objective as objective_mod
 import isdaa.training.trainer as trainer_mod
+from isdaa.objectives import Objective
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.runlog import read_metrics
 
@@ -38,18 +38,18 @@ def fresh_accelerate_state():
 @pytest.fixture
 def objective_spy(monkeypatch):
     seen = []
-    real = objective_mod.daa_objective
+    real = Objective.__call__
 
-    def spy(**kw):
-        out = real(**kw)
+    def spy(self, policy, reference=None, *args, **kw):
+        out = real(self, policy, reference, *args, **kw)
         seen.append({
-            "policy_logps": (kw["policy_chosen_logps"].dtype, kw["policy_rejected_logps"].dtype),
-            "ref_logps": (kw["ref_chosen_logps"].dtype, kw["ref_rejected_logps"].dtype),
+            "policy_logps": (policy.chosen.dtype, policy.rejected.dtype),
+            "ref_logps": (reference.chosen.dtype, reference.rejected.dtype),
             "weights": out.weights.dtype, "loss": out.loss.dtype, "finite": bool(torch.isfinite(out.loss)),
         })
         return out
 
-    monkeypatch.setattr(objective_mod, "daa_objective", spy)
+    monkeypatch.setattr(Objective, "__call__", spy)
     return seen
 
 

@@ -6,13 +6,18 @@ A two-line change for a TRL user:
     from isdaa.integrations.trl import ISDPOConfig as DPOConfig, ISDPOTrainer as DPOTrainer
     args = DPOConfig(output_dir="out", beta=0.1, weighting="is", is_eps=1.0)  # + any DPOConfig field
 
+Every option of `isdaa train`'s `objective:` section is an ISDPOConfig field of the same name (`weighting`,
+`is_eps`, `is_ess_target`, `sft_eta`, `sft_token_mean`; TRL's own `beta` and `label_smoothing`), but for the loss
+and its hyper-parameters: `daa_loss`, `daa_hparams`. The trainer builds its `isdaa.objectives.Objective` from them
+as `isdaa train` does (`isdaa.integrations.isdpo_objective`).
+
 Supported: TRL 1.16.x (`isdaa.integrations.SUPPORTED_TRL`; tested with 1.16.0); another version fails at
 import with one line. Everything else is TRL's: tokenisation, collation, the reference (a frozen copy, the PEFT
 model with its adapter disabled, or `precompute_ref_log_probs`), the loop, DDP / DeepSpeed, logging, saving.
 Only the loss is isdaa's: `compute_loss` takes the policy's summed response log-probs
 (`isdaa.modeling.logprobs.sequence_logps`), the reference's (the batch's `ref_*_logps` when present —
-precomputed by TRL or shipped with the data — else TRL's own `compute_ref_log_probs`), and calls
-`isdaa.objectives.daa_objective`; no loss formula is written here.
+precomputed by TRL or shipped with the data — else TRL's own `compute_ref_log_probs`), and calls the
+`Objective`; no loss formula is written here.
 
 Dataset columns read when present (besides TRL's): `weight` (per-pair user weight), `behavior_chosen_logps` /
 `behavior_rejected_logps` (μ of the importance weight; default: the reference), `ref_chosen_logps` /
@@ -27,11 +32,13 @@ gathered over processes. TRL's `entropy`, `logits/*`, `mean_token_accuracy` and 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
-from isdaa.integrations import check_trl_version
+from isdaa.config import ObjectiveConfig
+from isdaa.integrations import TRL_LOSSES, check_trl_version, isdpo_objective
 
 try:
     import trl
@@ -43,34 +50,34 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402  (after the version check: a
 
 from isdaa.data import OPTIONAL_COLUMNS  # noqa: E402
 from isdaa.modeling.logprobs import sequence_logps  # noqa: E402
-from isdaa.objectives import LOSSES, daa_objective, global_batch_log_weights  # noqa: E402
+from isdaa.objectives import LOSSES, PairLogps  # noqa: E402
 
 __all__ = ["ISDPOConfig", "ISDPOTrainer"]
 
-# TRL loss_type -> the isdaa loss with the same formula on summed log-probs (TRL's `ipo` averages per token:
-# not the same; set `daa_loss="ipo"` for the summed IPO of the IS-DAA paper)
-TRL_LOSSES = {"sigmoid": "sigmoid", "hinge": "hinge"}
 _BATCH_KEYS = ("input_ids", "attention_mask", "completion_mask")
-# `daa_objective`'s argument names -> the ISDPOConfig fields behind them
-_FIELD_OF_ARGUMENT = {"eps": "is_eps", "loss": "daa_loss", "hparams": "daa_hparams", "sft_eta": "sft_eta",
-                      "weighting": "weighting", "beta": "beta"}
+_OBJECTIVE_FIELDS = {f.name: f for f in dataclasses.fields(ObjectiveConfig)}
+
+
+def _objective_option(name: str):
+    """The ISDPOConfig field that sets `ObjectiveConfig.<name>`: its default and help."""
+    option = _OBJECTIVE_FIELDS[name]
+    return field(default=option.default, metadata={"help": option.metadata["help"]})
 
 
 @dataclass
 class ISDPOConfig(DPOConfig):
-    """`trl.DPOConfig` plus isdaa's objective options."""
+    """`trl.DPOConfig` plus isdaa's objective options (those of `isdaa.config.ObjectiveConfig`)."""
 
-    weighting: str = field(default="none", metadata={
-        "help": "importance weighting: none | is (the paper: exp(min(δ_w + δ_l, 2ε))) | is_token_mean | "
-                "is_two_sided | is_self_norm | wpo | is_ess | is_ess_norm | is_curv (isdaa.objectives.WEIGHTINGS; "
-                "the batch-dependent ones see the global batch under DDP)"})
-    is_eps: float = field(default=1.0, metadata={"help": "the clip ε of the importance weight: w <= exp(2ε)"})
+    weighting: str = _objective_option("weighting")
+    is_eps: float = _objective_option("is_eps")
+    is_ess_target: float = _objective_option("is_ess_target")
+    sft_eta: float = _objective_option("sft_eta")
+    sft_token_mean: bool = _objective_option("sft_token_mean")
     daa_loss: str | None = field(default=None, metadata={
         "help": "an isdaa loss (isdaa.objectives.LOSSES: sigmoid, ipo, hinge, simpo, chipo, rdpo, dpop); "
                 "default: TRL's loss_type, when it is sigmoid or hinge"})
     daa_hparams: dict | None = field(default=None, metadata={
         "help": "the isdaa loss's hyper-parameters, e.g. {'gamma': 0.5} for simpo"})
-    sft_eta: float = field(default=0.0, metadata={"help": "RPO: + eta * beta * (-log pi(y_w|x))"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,22 +95,7 @@ class ISDPOConfig(DPOConfig):
             if value != default:
                 raise ValueError(f"ISDPOConfig: {name}={value!r} is TRL's own objective option; isdaa's objective "
                                  f"needs {name}={default!r} (weightings: set weighting)")
-        self.objective_kwargs()  # a bad weighting, ε or hyper-parameter fails here, not at the first step
-
-    def objective_kwargs(self) -> dict:
-        """The keyword arguments of `daa_objective` (all but the tensors), checked on dummy log-probs."""
-        kwargs = {"loss": self.daa_loss or TRL_LOSSES[self.loss_type[0]], "beta": self.beta,
-                  "weighting": self.weighting, "eps": self.is_eps, "sft_eta": self.sft_eta,
-                  "loss_hparams": dict(self.daa_hparams or {})}
-        logps, lengths = torch.tensor([-4.0, -6.0]), torch.tensor([2.0, 3.0])
-        try:
-            daa_objective(**kwargs, policy_chosen_logps=logps, policy_rejected_logps=logps - 1, ref_chosen_logps=logps,
-                          ref_rejected_logps=logps - 1, chosen_lengths=lengths, rejected_lengths=lengths)
-        except ValueError as exc:  # ObjectiveArgumentError names the argument: say which field it is
-            argument = getattr(exc, "argument", None)
-            name = _FIELD_OF_ARGUMENT.get(argument, argument)
-            raise ValueError(f"ISDPOConfig: {name + ': ' if name else ''}{exc}") from None
-        return kwargs
+        isdpo_objective(self)  # a bad weighting, ε or hyper-parameter fails here, not at the first step
 
 
 class _WithPairColumns:
@@ -122,13 +114,13 @@ class _WithPairColumns:
 
 
 class ISDPOTrainer(DPOTrainer):
-    """`trl.DPOTrainer` whose loss is `isdaa.objectives.daa_objective` (see the module docstring); `args` must
-    be an `ISDPOConfig`."""
+    """`trl.DPOTrainer` whose loss is the `isdaa.objectives.Objective` of its `ISDPOConfig` (see the module
+    docstring); `args` must be an `ISDPOConfig`."""
 
     def __init__(self, model, ref_model=None, args: ISDPOConfig | None = None, *rest, **kwargs):
         if not isinstance(args, ISDPOConfig):
             raise TypeError(f"ISDPOTrainer: args must be an ISDPOConfig, got {type(args).__name__}")
-        self._objective = args.objective_kwargs()
+        self._objective = isdpo_objective(args)
         super().__init__(model, ref_model, args, *rest, **kwargs)
         self.data_collator = _WithPairColumns(self.data_collator)
 
@@ -149,28 +141,26 @@ class ISDPOTrainer(DPOTrainer):
         chosen, rejected = logps.chunk(2)
         chosen_lengths, rejected_lengths = lengths.chunk(2)
         ref_chosen, ref_rejected = self._reference_logps(model, inputs)
-        tensors = {
-            "policy_chosen_logps": chosen, "policy_rejected_logps": rejected,
-            "ref_chosen_logps": ref_chosen.to(chosen), "ref_rejected_logps": ref_rejected.to(chosen),
-            "behavior_chosen_logps": inputs.get("behavior_chosen_logps"),
-            "behavior_rejected_logps": inputs.get("behavior_rejected_logps"),
-            "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths,
-            "user_weights": inputs.get("weight"),
-        }
-        # self-normalised / ESS-tempered weights over the global batch under DDP (as isdaa train's run_objective)
-        global_log_weights = global_batch_log_weights(self._objective["weighting"], self.accelerator.gather, **tensors)
-        out = daa_objective(**self._objective, **tensors, global_log_weights=global_log_weights)
-        self._log_objective_metrics(tensors)
+        pairs = (PairLogps(chosen, rejected, chosen_lengths, rejected_lengths),
+                 PairLogps(ref_chosen.to(chosen), ref_rejected.to(chosen)), PairLogps.from_columns(inputs, "behavior"))
+        # a weighting that depends on the whole batch sees the global batch under DDP (as in isdaa train)
+        out = self._objective(*pairs, user_weights=inputs.get("weight"), gather=self.accelerator.gather)
+        self._log_objective_metrics(pairs, inputs.get("weight"))
         if return_outputs:
             with torch.no_grad():
                 return out.loss, model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return out.loss
 
     @torch.no_grad()
-    def _log_objective_metrics(self, tensors: dict) -> None:
+    def _log_objective_metrics(self, pairs: tuple, user_weights) -> None:
         """isdaa's metrics of the batch gathered over processes, into TRL's metric store (averaged at `log`)."""
-        gathered = {k: None if t is None else self.accelerator.gather_for_metrics(t.detach()) for k, t in tensors.items()}
-        metrics = daa_objective(**self._objective, **gathered).metrics
+
+        def gather(t):
+            return None if t is None else self.accelerator.gather_for_metrics(t.detach())
+
+        gathered = [None if p is None else PairLogps(*(gather(getattr(p, f.name)) for f in dataclasses.fields(p)))
+                    for p in pairs]
+        metrics = self._objective(*gathered, user_weights=gather(user_weights)).metrics
         mode = "train" if self.model.training else "eval"
         for key, value in metrics.items():
             if key != "loss":  # the Trainer logs the loss itself

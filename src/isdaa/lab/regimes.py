@@ -16,7 +16,7 @@ import math
 from isdaa.config import ObjectiveConfig, TrainConfig, load_config
 from isdaa.errors import InputError
 from isdaa.objectives import RECOMMENDED
-from isdaa.training.objective import check_objective
+from isdaa.training.setup import build_objective
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_REGIMES", "REGIME_KEYS", "resolve_methods", "resolve_regimes",
            "regime_overrides", "regime_steps"]
@@ -65,7 +65,7 @@ def _check_method_values(i: int, label: str, method: dict) -> None:
     """Types and values through the config machinery (with did-you-mean), then the objective's own dry run
     (loss and weighting names, hyper-parameters: checked by `isdaa.objectives` alone)."""
     try:
-        check_objective(load_config(TrainConfig, None, {f"objective.{k}": v for k, v in method.items()}).objective)
+        build_objective(load_config(TrainConfig, None, {f"objective.{k}": v for k, v in method.items()}).objective)
     except InputError as exc:
         raise InputError(f"option methods[{i}] ({label}): {str(exc).removeprefix('option ')}") from None
 

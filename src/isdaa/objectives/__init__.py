@@ -1,22 +1,27 @@
 """Pure-tensor objectives of isdaa: DAA losses, RPO's SFT term, IS-DAA importance weights, weight
-statistics, preference metrics and the combined `daa_objective`. Imports nothing but torch.
+statistics, preference metrics and the combined objective. Imports nothing but torch.
 
-The losses are named in one registry, `LOSSES` (loss_registry.py); a bad argument (loss or weighting name,
-β, ε, η, a hyper-parameter) raises `ObjectiveArgumentError`, a ValueError whose `.argument` names it.
+- `losses.py` (the math of each loss) and `loss_registry.py` (`LOSSES`, `preference_loss`);
+- `weighting.py`: the importance weightings (`WEIGHTINGS`, `importance_weights`), their tempering and the
+  curvature-only weighting;
+- `metrics.py`: what the objective logs (`weight_stats`, `preference_metrics`);
+- `objective.py`: `Objective` — built once from its settings (or `Objective.from_config`), called per batch on
+  `PairLogps` — and `daa_objective`, which builds one and calls it.
+
+A bad argument (loss or weighting name, β, ε, η, a hyper-parameter) raises `ObjectiveArgumentError`, a ValueError
+whose `.argument` names it.
 
 Shapes: every per-example input and output is a (B,) tensor of SUMMED response log-probs / token counts.
 """
 
 from ._validate import ObjectiveArgumentError
 from .loss_registry import LOSS_KINDS, LOSSES, preference_loss
-from .metrics import preference_metrics
-from .objective import ObjectiveOutput, daa_objective, global_batch_log_weights, needs_global_batch
-from .recommended import RECOMMENDED
-from .regularizers import sft_loss
-from .stats import effective_sample_size, weight_stats
-from .weights import (
+from .metrics import effective_sample_size, preference_metrics, weight_stats
+from .objective import RECOMMENDED, Objective, ObjectiveOutput, PairLogps, daa_objective, sft_loss
+from .weighting import (
     WEIGHT_MODES,
     WEIGHTINGS,
+    WeightingSpec,
     importance_weights,
     log_importance_weights,
     weighting_kwargs,
@@ -28,14 +33,15 @@ __all__ = [
     "LOSS_KINDS",
     "WEIGHTINGS",
     "WEIGHT_MODES",
+    "Objective",
     "ObjectiveArgumentError",
     "ObjectiveOutput",
+    "PairLogps",
+    "WeightingSpec",
     "daa_objective",
     "effective_sample_size",
-    "global_batch_log_weights",
     "importance_weights",
     "log_importance_weights",
-    "needs_global_batch",
     "preference_loss",
     "preference_metrics",
     "sft_loss",

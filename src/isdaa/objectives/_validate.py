@@ -14,8 +14,9 @@ import torch
 
 
 class ObjectiveArgumentError(ValueError):
-    """A bad argument of the objectives. `argument` is one of "loss", "weighting", "beta", "eps",
-    "sft_eta", "label_smoothing", "hparams"; `str(exc)` is the message alone."""
+    """A bad argument of the objectives. `argument` is one of "loss", "weighting", "beta", "eps", "ess_target",
+    "sft_eta", "label_smoothing", "hparams" (from `Objective.from_config`: the config field, e.g. "is_eps");
+    `str(exc)` is the message alone."""
 
     def __init__(self, argument: str, message: str):
         super().__init__(message)

@@ -188,15 +188,15 @@ def preference_loss(
     """
     beta = check_positive("beta", beta)
     checked = loss_hparams(kind, hparams, beta)
-    check_vectors(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps,
-        ref_rejected_logps=ref_rejected_logps,
-    )
+    return checked_preference_loss(kind, checked, beta, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                   ref_rejected_logps, chosen_lengths, rejected_lengths)
+
+
+def checked_preference_loss(kind: str, checked_hparams: dict, beta: float, pc, pr, rc, rr, lc=None,
+                            lr=None) -> torch.Tensor:
+    """`preference_loss(kind, pc, pr, rc, rr, beta=beta, chosen_lengths=lc, rejected_lengths=lr, ...)` whose β and
+    hyper-parameters were checked beforehand (`checked_hparams` from `loss_hparams`): only the tensors are checked,
+    as an `Objective` does on every batch."""
+    check_vectors(policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=rc, ref_rejected_logps=rr)
     spec = LOSSES[kind]
-    tensors = _loss_inputs(
-        kind, spec, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-        chosen_lengths, rejected_lengths,
-    )
-    return spec.fn(*tensors, beta=beta, **checked)
+    return spec.fn(*_loss_inputs(kind, spec, pc, pr, rc, rr, lc, lr), beta=beta, **checked_hparams)

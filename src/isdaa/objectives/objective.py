@@ -1,36 +1,94 @@
-"""The full training objective the trainer calls: DAA loss × importance weight (+ RPO's SFT term).
+"""The training objective, an object built once from its settings and called per batch: DAA loss × importance
+weight (+ RPO's SFT term).
 
     loss_sum = Σ_i [ w_i · u_i · ℓ_f(h_i) + η·β·sft_i ],      loss = loss_sum / B
 
-w: importance weights (`weights.py`, ones for weighting "none"), u: optional user per-pair weights,
-ℓ_f: `preference_loss`, sft_i = −log π_θ(y_w|x) (RPO, Liu et al. 2024, η = `sft_eta`).
+w: importance weights (`weighting.py`, ones for weighting "none"), u: optional user per-pair weights,
+ℓ_f: `preference_loss`, sft_i = −log π_θ(y_w|x) (RPO, Liu et al. 2024, "Provably Mitigating Overoptimization in
+RLHF: Your SFT Loss is Implicitly an Adversarial Regularizer", η = `sft_eta`).
 A plain batch mean as in the IS-DAA paper, not self-normalised (unless weighting "is_self_norm").
 `loss_sum` lets a caller doing gradient accumulation or DDP normalise by a global pair count.
+
+`Objective(...)` (or `Objective.from_config(objective_config)`) checks every setting once; calling it on a batch
+(`PairLogps` of the policy, the reference and the behaviour policy) checks only the tensors.
+`daa_objective(**kwargs)` builds one and calls it, for one-off use.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-from ._validate import ObjectiveArgumentError, as_number, check_finite, check_positive, check_vectors
-from .curvature import curvature_weighted, linear_part
-from .loss_registry import LOSSES, preference_loss
-from .metrics import preference_metrics
-from .regularizers import sft_loss
-from .stats import weight_stats
-from .tempering import check_ess_target
-from .weights import CURVATURE_ONLY, clip_bounds, log_importance_weights, weighting_kwargs, weights_from_log_weights
+from ._validate import ObjectiveArgumentError, as_number, check_finite, check_positive, check_vectors, lengths_as
+from .loss_registry import LOSSES, checked_preference_loss, loss_hparams
+from .metrics import preference_metrics, weight_stats
+from .weighting import (
+    check_ess_target,
+    clip_bounds,
+    curvature_weighted,
+    linear_part,
+    log_importance_weights,
+    weighting_spec,
+    weights_from_log_weights,
+)
+
+# The objective the lab recommends, as `objective:` config keys. How it is chosen: the pre-registered rule of
+# docs/results/RULE.md, applied unchanged to the cross-world study (3 worlds × β ∈ {0.01, 0.05} × 5 seeds = 6 cells;
+# `isdaa lab compare`, docs/results/worlds/summary.md) among the importance weightings (the paper's, the two-sided
+# clip, and ours: ESS tempering, tempering + mean normalisation, curvature-only). The rule first disqualifies every
+# candidate with a collapsed seed in any cell; only one of the ten had none — the two-sided clip with the DPO loss
+# at the paper's ε = 1 (log weight clamped to [−2ε, 2ε]) — so it is the pick, whatever its other numbers.
+# What it is, and what it is not: the most *robust* importance weighting we measured (no collapsed seed), not the
+# best-scoring one and not a claim that it beats every loss. At equal KL its gold is below plain DPO's in every
+# cell; by the final policy it beats DPO where DPO collapses (behavior, topics) and loses where DPO does not (junk);
+# χPO, which is not an IS method, beats it in every cell on both counts. docs/results/worlds/summary.md and the
+# README give the numbers.
+# Use: these keys under `objective:` of a train config, or in Python
+# `TrainConfig(objective=ObjectiveConfig(beta=..., **RECOMMENDED))`; a lab method `{recommended: true}` runs it
+# (`isdaa demo` does).
+RECOMMENDED: dict = {
+    "loss": "sigmoid",
+    "weighting": "is_two_sided",
+    "is_eps": 1.0,
+    "hparams": {},
+}
+
+# `ObjectiveConfig` fields whose name differs from the argument of `Objective` they set
+_CONFIG_FIELD = {"eps": "is_eps", "ess_target": "is_ess_target"}
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """Summed response log-probs of B preference pairs under one model, (B,) each, and the responses' token
+    counts (B,) — needed by the length-normalised losses and weightings; read from the policy's `PairLogps`."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    chosen_lengths: torch.Tensor | None = None
+    rejected_lengths: torch.Tensor | None = None
+
+    @classmethod
+    def from_columns(cls, columns: Mapping, prefix: str) -> PairLogps | None:
+        """The columns `<prefix>_chosen_logps` and `<prefix>_rejected_logps` of a batch (e.g. "behavior", "ref"),
+        or None when it has neither; ValueError when it has one only."""
+        chosen, rejected = columns.get(f"{prefix}_chosen_logps"), columns.get(f"{prefix}_rejected_logps")
+        if (chosen is None) != (rejected is None):
+            raise ValueError(f"give both {prefix}_chosen_logps and {prefix}_rejected_logps, or neither")
+        return None if chosen is None else cls(chosen, rejected)
 
 
 @dataclass
 class ObjectiveOutput:
-    """Result of `daa_objective`.
+    """Result of an `Objective` (and `daa_objective`).
 
     loss: scalar, differentiable — loss_sum / B.
     losses: (B,) per-example DAA losses ℓ_f (unweighted, without the SFT term), differentiable.
     weights: (B,) importance weights, detached (ones for weighting "none").
     metrics: floats — `loss`, `loss/base` (mean unweighted DAA loss), `loss/sft` (when sft_eta > 0),
-        the `weights/*` keys of `weight_stats` and the keys of `preference_metrics`.
+        the `weights/*` keys of `weight_stats` (and `weights/alpha` for a tempered weighting) and the keys of
+        `preference_metrics`.
     loss_sum: scalar, differentiable — the un-averaged sum of per-example terms.
     raw_log_weights: (B,) pre-clip log weights, detached (for "none": the paper's pair log weight,
         logged so that runs with and without weighting can be compared; zeros without any reference).
@@ -42,6 +100,25 @@ class ObjectiveOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     loss_sum: torch.Tensor | None = None
     raw_log_weights: torch.Tensor | None = None
+
+
+def sft_loss(
+    policy_chosen_logps: torch.Tensor,
+    *,
+    chosen_lengths: torch.Tensor | None = None,
+    token_mean: bool = False,
+) -> torch.Tensor:
+    """RPO's SFT term: the negative log-likelihood of the chosen response, per example, −log π_θ(y_w|x), (B,)
+    (Liu et al. 2024, see the module docstring; the objective adds η·β times it).
+
+    `policy_chosen_logps`: (B,) summed response log-probs. With `token_mean=True` the sum is divided
+    by `chosen_lengths` (B,) — the per-token variant (then the lengths are required).
+    """
+    check_vectors(policy_chosen_logps=policy_chosen_logps)
+    if token_mean:
+        lengths = lengths_as("chosen_lengths", chosen_lengths, policy_chosen_logps, "sft_loss(token_mean=True)")
+        return -policy_chosen_logps / lengths
+    return -policy_chosen_logps
 
 
 def _user_weights(user_weights: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -57,118 +134,154 @@ def _user_weights(user_weights: torch.Tensor | None, like: torch.Tensor) -> torc
     return u
 
 
-def _checked_arguments(beta, eps, weighting: str, sft_eta, loss: str) -> tuple[float, float, dict | None, float]:
-    """β, ε, the keyword arguments of `weighting` (None for "none") and η, checked."""
-    beta = check_positive("beta", beta)
-    eps = check_positive("eps", eps)
-    weighting_kw = weighting_kwargs(weighting)
-    if weighting in CURVATURE_ONLY and loss in LOSSES and not LOSSES[loss].needs_reference:
-        raise ObjectiveArgumentError("weighting", f"weighting '{weighting}' weights the curvature of a loss around "
-                                                  f"the reference; loss '{loss}' has no reference")
+def _check_sft_eta(sft_eta) -> float:
     sft_eta = as_number("sft_eta", sft_eta, argument="sft_eta")
     if not sft_eta >= 0.0 or sft_eta == float("inf"):
         raise ObjectiveArgumentError("sft_eta", f"sft_eta must be a finite number >= 0, got {sft_eta!r}")
-    return beta, eps, weighting_kw, sft_eta
+    return sft_eta
 
 
-def _behaviour_logps(
-    behavior_chosen_logps: torch.Tensor | None,
-    behavior_rejected_logps: torch.Tensor | None,
-    ref_chosen_logps: torch.Tensor | None,
-    ref_rejected_logps: torch.Tensor | None,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The behaviour log-probs (both or neither); by default the reference ones (data generated by π_ref)."""
-    if (behavior_chosen_logps is None) != (behavior_rejected_logps is None):
-        raise ValueError("give both behavior_chosen_logps and behavior_rejected_logps, or neither")
-    if behavior_chosen_logps is None:
-        return ref_chosen_logps, ref_rejected_logps
-    return behavior_chosen_logps, behavior_rejected_logps
+class Objective:
+    """The (importance-weighted) DAA objective of one run: its settings checked once, then called per batch.
 
+    `loss`: a name of `LOSSES` (`preference_loss`); `weighting`: a name of `WEIGHTINGS` ("none", "is" = the paper,
+    ...); `eps`: the clip ε (weight ≤ e^{2ε}); `ess_target`: the ESS that the tempered weightings ("is_ess",
+    "is_ess_norm", "is_curv") keep (logged: `weights/alpha`); `sft_eta` > 0 adds RPO's η·β·mean(−log π_θ(y_w|x))
+    (per token when `sft_token_mean`); `hparams`: the loss's hyper-parameters (label_smoothing included).
+    A bad setting raises ObjectiveArgumentError here (its `.argument` names which).
+    """
 
-def _pair_weights(
-    losses: torch.Tensor,
-    pc: torch.Tensor,
-    pr: torch.Tensor,
-    behaviour: tuple[torch.Tensor | None, torch.Tensor | None],
-    weighting_kw: dict | None,
-    eps: float,
-    lengths: dict,
-) -> tuple[torch.Tensor, torch.Tensor, float | None]:
-    """(weights, raw log weights, α): weights and raw log weights (B,) and detached, α the tempering exponent
-    (None unless the weighting tempers). Weighting "none": ones, and the paper's pair log weight for the logs.
-    A diverged (non-finite) policy gives NaN weights, not an error.
-    `weighting_kw`: keyword arguments of `importance_weights` (ess_target, global_log_weights included)."""
-    if weighting_kw is None:
-        weights = torch.ones_like(losses).detach()
-        if behaviour[0] is None:
-            return weights, torch.zeros_like(weights), None
-        return weights, log_importance_weights(pc, pr, *behaviour, mode="pair"), None
-    mode = weighting_kw["mode"]
-    raw = log_importance_weights(pc, pr, *behaviour, mode=mode, **lengths)
-    if mode != "wpo":  # data errors raise, whatever the policy did
-        check_finite("behavior_chosen_logps", behaviour[0].detach(), "behaviour log-probs")
-        check_finite("behavior_rejected_logps", behaviour[1].detach(), "behaviour log-probs")
-    if bool(torch.isfinite(pc.detach()).all() and torch.isfinite(pr.detach()).all()):
-        weights, alpha = weights_from_log_weights(raw, eps=eps, **weighting_kw)
-        return weights, raw, alpha
-    return torch.full_like(raw, float("nan")), raw, None
+    def __init__(
+        self,
+        *,
+        loss: str,
+        beta: float,
+        weighting: str = "none",
+        eps: float = 1.0,
+        ess_target: float = 0.5,
+        sft_eta: float = 0.0,
+        sft_token_mean: bool = False,
+        hparams: Mapping | None = None,
+    ):
+        self.beta = check_positive("beta", beta)
+        self.eps = check_positive("eps", eps)
+        self.weighting = weighting_spec(weighting)
+        if self.weighting.curvature_only and loss in LOSSES and not LOSSES[loss].needs_reference:
+            raise ObjectiveArgumentError("weighting", f"weighting '{weighting}' weights the curvature of a loss around "
+                                                      f"the reference; loss '{loss}' has no reference")
+        self.sft_eta = _check_sft_eta(sft_eta)
+        self.sft_token_mean = sft_token_mean
+        self.ess_target = check_ess_target(ess_target)
+        self.loss = loss
+        self.hparams = loss_hparams(loss, dict(hparams or {}), self.beta)
 
+    @classmethod
+    def from_config(cls, config) -> Objective:
+        """The objective of an `isdaa.config.ObjectiveConfig` (a run's `objective:` section; `label_smoothing`
+        joins the loss's hyper-parameters when it is not 0). A bad field raises ObjectiveArgumentError whose
+        `.argument` is the field's name (`is_eps`, not `eps`)."""
+        hparams = dict(config.hparams)
+        if config.label_smoothing:
+            hparams["label_smoothing"] = config.label_smoothing
+        try:
+            return cls(loss=config.loss, beta=config.beta, weighting=config.weighting, eps=config.is_eps,
+                       ess_target=config.is_ess_target, sft_eta=config.sft_eta, sft_token_mean=config.sft_token_mean,
+                       hparams=hparams)
+        except ObjectiveArgumentError as exc:
+            raise ObjectiveArgumentError(_CONFIG_FIELD.get(exc.argument, exc.argument), str(exc)) from None
 
-def _importance_kwargs(weighting_kw: dict | None, ess_target: float, global_log_weights) -> dict | None:
-    """The keyword arguments of `importance_weights` for a weighting (its own, plus the ESS target and the global
-    batch's log weights where it tempers or self-normalises); None for "none"."""
-    if weighting_kw is None:
-        return None
-    kw = dict(weighting_kw)
-    if kw.get("ess_tempered"):
-        kw["ess_target"] = ess_target
-    if global_log_weights is not None and (kw.get("ess_tempered") or kw.get("self_normalize")):
-        kw["global_log_weights"] = global_log_weights
-    return kw
+    def __call__(
+        self,
+        policy: PairLogps,
+        reference: PairLogps | None = None,
+        behaviour: PairLogps | None = None,
+        *,
+        user_weights: torch.Tensor | None = None,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> ObjectiveOutput:
+        """The objective of one batch of B pairs: `policy` (differentiable; its lengths are the responses'),
+        `reference` (None for a reference-free loss), `behaviour` (μ of the importance weight; default: the
+        reference, i.e. data generated by π_ref), `user_weights` (B,) u >= 0. Under data parallelism `gather`
+        (e.g. `Accelerator.gather`) concatenates a (B,) tensor over the processes in rank order: a weighting that
+        depends on the whole batch then weights this shard as one process would weight the global batch.
 
+        Bad or non-finite behaviour log-probs raise ValueError; non-finite POLICY log-probs (a diverged model) are
+        not an input error: they give a NaN loss and NaN weights, which the trainer handles."""
+        pc, pr = policy.chosen, policy.rejected
+        ref = (None, None) if reference is None else (reference.chosen, reference.rejected)
+        mu = ref if behaviour is None else (behaviour.chosen, behaviour.rejected)
+        n = check_vectors(policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=ref[0],
+                          ref_rejected_logps=ref[1], behavior_chosen_logps=mu[0], behavior_rejected_logps=mu[1])
+        lengths = {"chosen_lengths": policy.chosen_lengths, "rejected_lengths": policy.rejected_lengths}
+        losses = checked_preference_loss(self.loss, self.hparams, self.beta, pc, pr, *ref, *lengths.values())
+        weights, raw, alpha = self._pair_weights(losses, pc, pr, mu, lengths, gather)
+        terms, sft = self._terms(self._weighted_losses(losses, weights, pc, pr, ref, lengths), user_weights, policy)
+        loss_sum = terms.sum()
+        total = loss_sum / n
+        metrics = self._loss_and_weight_metrics(total, losses, sft, weights, raw)
+        if alpha is not None:
+            metrics["weights/alpha"] = alpha
+        metrics.update(preference_metrics(pc, pr, *ref, beta=self.beta, **lengths))
+        return ObjectiveOutput(
+            loss=total, losses=losses, weights=weights, metrics=metrics, loss_sum=loss_sum, raw_log_weights=raw
+        )
 
-def _weighted_losses(losses, weights, weighting, *, loss, beta, pc, pr, ref, lengths, hparams) -> torch.Tensor:
-    """w_i·ℓ_i, or for a curvature-only weighting ℓ_i(0) + g_i·Δ_i + w_i·R_i (`isdaa.objectives.curvature`)."""
-    if weighting not in CURVATURE_ONLY:
-        return weights * losses
+    def _pair_weights(self, losses, pc, pr, behaviour, lengths: dict, gather) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       float | None]:
+        """(weights, raw log weights, α): weights and raw log weights (B,) and detached, α the tempering exponent
+        (None unless the weighting tempers). Weighting "none": ones, and the paper's pair log weight for the logs.
+        A diverged (non-finite) policy gives NaN weights, not an error."""
+        spec = self.weighting
+        if spec.mode is None:
+            weights = torch.ones_like(losses).detach()
+            if behaviour[0] is None:
+                return weights, torch.zeros_like(weights), None
+            return weights, log_importance_weights(pc, pr, *behaviour, mode="pair"), None
+        raw = log_importance_weights(pc, pr, *behaviour, mode=spec.mode, **lengths)
+        global_log_weights = gather(raw) if gather is not None and spec.whole_batch else None  # every process
+        if spec.mode != "wpo":  # data errors raise, whatever the policy did
+            check_finite("behavior_chosen_logps", behaviour[0].detach(), "behaviour log-probs")
+            check_finite("behavior_rejected_logps", behaviour[1].detach(), "behaviour log-probs")
+        if bool(torch.isfinite(pc.detach()).all() and torch.isfinite(pr.detach()).all()):
+            weights, alpha = weights_from_log_weights(
+                raw, eps=self.eps, mode=spec.mode, lower_clip=spec.lower_clip, self_normalize=spec.self_normalize,
+                ess_tempered=spec.tempered, ess_target=self.ess_target, global_log_weights=global_log_weights)
+            return weights, raw, alpha
+        return torch.full_like(raw, float("nan")), raw, None
 
-    def loss_at(chosen, rejected):
-        return preference_loss(loss, chosen, rejected, *ref, beta=beta, **lengths, **hparams)
+    def _weighted_losses(self, losses, weights, pc, pr, ref, lengths: dict) -> torch.Tensor:
+        """w_i·ℓ_i, or for a curvature-only weighting ℓ_i(0) + g_i·Δ_i + w_i·R_i (`weighting.py`)."""
+        if not self.weighting.curvature_only:
+            return weights * losses
 
-    l0, linear = linear_part(loss_at, pc, pr, *ref)
-    return curvature_weighted(losses, weights, l0, linear)
+        def loss_at(chosen, rejected):
+            return checked_preference_loss(self.loss, self.hparams, self.beta, chosen, rejected, *ref, *lengths.values())
 
+        l0, linear = linear_part(loss_at, pc, pr, *ref)
+        return curvature_weighted(losses, weights, l0, linear)
 
-def _weighted_terms(
-    weighted: torch.Tensor,
-    user_weights: torch.Tensor | None,
-    policy_chosen_logps: torch.Tensor,
-    *,
-    beta: float,
-    sft_eta: float,
-    chosen_lengths: torch.Tensor | None,
-    sft_token_mean: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(per-example terms u_i · (w_i · ℓ_i) + η·β·sft_i, the SFT term sft_i or None when η = 0), both (B,);
-    `weighted` = the importance-weighted losses."""
-    terms = weighted
-    u = _user_weights(user_weights, weighted.detach())
-    if u is not None:
-        terms = terms * u
-    if sft_eta > 0.0:
-        sft = sft_loss(policy_chosen_logps, chosen_lengths=chosen_lengths, token_mean=sft_token_mean)
-        return terms + sft_eta * beta * sft, sft
-    return terms, None
+    def _terms(self, weighted: torch.Tensor, user_weights, policy: PairLogps) -> tuple[torch.Tensor,
+                                                                                      torch.Tensor | None]:
+        """(per-example terms u_i · (w_i · ℓ_i) + η·β·sft_i, the SFT term sft_i or None when η = 0), both (B,);
+        `weighted` = the importance-weighted losses."""
+        terms = weighted
+        u = _user_weights(user_weights, weighted.detach())
+        if u is not None:
+            terms = terms * u
+        if self.sft_eta > 0.0:
+            sft = sft_loss(policy.chosen, chosen_lengths=policy.chosen_lengths, token_mean=self.sft_token_mean)
+            return terms + self.sft_eta * self.beta * sft, sft
+        return terms, None
 
-
-def _loss_and_weight_metrics(total, losses, sft, weights, raw, *, eps: float, mode: str) -> dict[str, float]:
-    """The `loss`, `loss/base`, `loss/sft` (when the SFT term is on) and `weights/*` keys, as floats."""
-    metrics = {"loss": total.detach(), "loss/base": losses.detach().mean()}
-    if sft is not None:
-        metrics["loss/sft"] = sft.detach().mean()
-    metrics = dict(zip(metrics, torch.stack([v.to(torch.float64) for v in metrics.values()]).tolist()))
-    metrics.update(weight_stats(weights, raw, eps=eps, clip_log_max=clip_bounds(eps=eps, mode=mode)[1]))
-    return metrics
+    def _loss_and_weight_metrics(self, total, losses, sft, weights, raw) -> dict[str, float]:
+        """The `loss`, `loss/base`, `loss/sft` (when the SFT term is on) and `weights/*` keys, as floats."""
+        metrics = {"loss": total.detach(), "loss/base": losses.detach().mean()}
+        if sft is not None:
+            metrics["loss/sft"] = sft.detach().mean()
+        metrics = dict(zip(metrics, torch.stack([v.to(torch.float64) for v in metrics.values()]).tolist()))
+        mode = self.weighting.mode or "pair"
+        metrics.update(weight_stats(weights, raw, eps=self.eps, clip_log_max=clip_bounds(eps=self.eps, mode=mode)[1]))
+        return metrics
 
 
 def daa_objective(
@@ -192,69 +305,22 @@ def daa_objective(
     ess_target: float = 0.5,
     global_log_weights: torch.Tensor | None = None,
 ) -> ObjectiveOutput:
-    """(Importance-weighted) DAA objective for one batch of B pairs; all log-probs (B,) summed.
+    """(Importance-weighted) DAA objective for one batch of B pairs, all log-probs (B,) summed: `Objective` built
+    from the settings and called once on the tensors (see `Objective` for the settings and the errors).
 
-    `loss`: a kind of `preference_loss`; `weighting`: a name of `WEIGHTINGS` ("none", "is" = the paper,
-    ...); `eps`: the clip ε (weight ≤ e^{2ε}); behaviour log-probs default to the reference log-probs
-    (data generated by π_ref). `sft_eta` > 0 adds RPO's η·β·mean(−log π_θ(y_w|x)) (per token when
-    `sft_token_mean`). Bad arguments raise ObjectiveArgumentError (its `.argument` names which), bad or
-    non-finite behaviour log-probs ValueError; non-finite POLICY log-probs (a diverged model) are not an
-    input error: they give a NaN loss and NaN weights, which the trainer handles.
-    `ess_target`: the ESS that the tempered weightings ("is_ess", "is_ess_norm", "is_curv") keep (logged:
-    `weights/alpha`); `global_log_weights`: the raw pair log weights of the global batch under DDP (see
-    `importance_weights`).
+    Behaviour log-probs default to the reference log-probs (data generated by π_ref); `loss_hparams` is the
+    Objective's `hparams`; `global_log_weights`: the raw pair log weights of the global batch under DDP, for the
+    weightings that depend on the whole batch (what `Objective`'s `gather` returns).
     """
-    beta, eps, weighting_kw, sft_eta = _checked_arguments(beta, eps, weighting, sft_eta, loss)
-    ess_target = check_ess_target(ess_target)
-    behaviour = _behaviour_logps(behavior_chosen_logps, behavior_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    pc, pr = policy_chosen_logps, policy_rejected_logps
-    n = check_vectors(
-        policy_chosen_logps=pc,
-        policy_rejected_logps=pr,
-        ref_chosen_logps=ref_chosen_logps,
-        ref_rejected_logps=ref_rejected_logps,
-        behavior_chosen_logps=behaviour[0],
-        behavior_rejected_logps=behaviour[1],
+    objective = Objective(loss=loss, beta=beta, weighting=weighting, eps=eps, ess_target=ess_target, sft_eta=sft_eta,
+                          sft_token_mean=sft_token_mean, hparams=loss_hparams)
+    behaviour = PairLogps.from_columns({"behavior_chosen_logps": behavior_chosen_logps,
+                                        "behavior_rejected_logps": behavior_rejected_logps}, "behavior")
+    no_reference = ref_chosen_logps is None and ref_rejected_logps is None
+    return objective(
+        PairLogps(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths),
+        None if no_reference else PairLogps(ref_chosen_logps, ref_rejected_logps),
+        behaviour,
+        user_weights=user_weights,
+        gather=None if global_log_weights is None else (lambda raw: global_log_weights),
     )
-    lengths = {"chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}
-    hparams = loss_hparams or {}
-    losses = preference_loss(loss, pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths, **hparams)
-    importance_kw = _importance_kwargs(weighting_kw, ess_target, global_log_weights)
-    weights, raw, alpha = _pair_weights(losses, pc, pr, behaviour, importance_kw, eps, lengths)
-    weighted = _weighted_losses(losses, weights, weighting, loss=loss, beta=beta, pc=pc, pr=pr,
-                                ref=(ref_chosen_logps, ref_rejected_logps), lengths=lengths, hparams=hparams)
-    terms, sft = _weighted_terms(weighted, user_weights, pc, beta=beta, sft_eta=sft_eta,
-                                 chosen_lengths=chosen_lengths, sft_token_mean=sft_token_mean)
-    loss_sum = terms.sum()
-    total = loss_sum / n
-    mode = "pair" if weighting_kw is None else weighting_kw["mode"]
-    metrics = _loss_and_weight_metrics(total, losses, sft, weights, raw, eps=eps, mode=mode)
-    if alpha is not None:
-        metrics["weights/alpha"] = alpha
-    metrics.update(preference_metrics(pc, pr, ref_chosen_logps, ref_rejected_logps, beta=beta, **lengths))
-    return ObjectiveOutput(
-        loss=total, losses=losses, weights=weights, metrics=metrics, loss_sum=loss_sum, raw_log_weights=raw
-    )
-
-
-def needs_global_batch(weighting: str) -> bool:
-    """Whether `weighting` depends on the whole batch (ESS tempering, self-normalisation): under data parallelism
-    each process then needs the raw log weights of every process's pairs (`global_batch_log_weights`)."""
-    kw = weighting_kwargs(weighting) or {}
-    return bool(kw.get("ess_tempered") or kw.get("self_normalize"))
-
-
-def global_batch_log_weights(weighting: str, gather, **tensors) -> torch.Tensor | None:
-    """`daa_objective`'s `global_log_weights` under data parallelism: the raw pair log weights of this process's
-    batch (from its `daa_objective` tensors: policy, behaviour — by default the reference — and lengths),
-    concatenated over the processes by `gather` (e.g. `Accelerator.gather`, in rank order), so that N processes
-    weight their shards exactly as one process weights the whole batch. None when `weighting` does not depend
-    on the whole batch."""
-    if not needs_global_batch(weighting):
-        return None
-    behaviour = _behaviour_logps(tensors.get("behavior_chosen_logps"), tensors.get("behavior_rejected_logps"),
-                                 tensors.get("ref_chosen_logps"), tensors.get("ref_rejected_logps"))
-    lengths = {k: tensors.get(k) for k in ("chosen_lengths", "rejected_lengths")}
-    raw = log_importance_weights(tensors["policy_chosen_logps"], tensors["policy_rejected_logps"], *behaviour,
-                                 mode=weighting_kwargs(weighting)["mode"], **lengths)
-    return gather(raw)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
 
-from isdaa.config import TrainConfig
+from isdaa.config import ObjectiveConfig, TrainConfig
 from isdaa.data import load_rows, tokenize_rows
 from isdaa.errors import InputError
 from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
+from isdaa.objectives import Objective, ObjectiveArgumentError
 from isdaa.training import checkpoint as ckpt
-from isdaa.training.objective import check_objective
 from isdaa.training.parallel import check_distributed
 from isdaa.runtime import DirectoryLock, process_state
 
@@ -31,10 +31,11 @@ RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.j
 
 @dataclass
 class RunInputs:
-    """Everything a run reads, validated: the tokenizer, the tokenised train / eval examples (and how many
-    rows were dropped), where it writes, the model's identity for the reference cache, the checkpoint
-    to resume from (set by `prepare_output_dir`)."""
+    """Everything a run reads, validated: the objective built from its config, the tokenizer, the tokenised
+    train / eval examples (and how many rows were dropped), where it writes, the model's identity for the
+    reference cache, the checkpoint to resume from (set by `prepare_output_dir`)."""
 
+    objective: Objective
     tokenizer: object
     train: list
     eval: list
@@ -54,10 +55,19 @@ def _examples(path, tokenizer, cfg: TrainConfig):
     return examples, dropped
 
 
+def build_objective(objective: ObjectiveConfig) -> Objective:
+    """The run's objective, built once from its config: a bad loss name, weighting or hyper-parameter is an
+    InputError `option objective.<field>: ...`."""
+    try:
+        return Objective.from_config(objective)
+    except ObjectiveArgumentError as exc:
+        raise InputError(f"option objective.{exc.argument}: {exc}") from None
+
+
 def prepare_inputs(config: TrainConfig) -> RunInputs:
     """Check the config, the model source, the tokenizer and every data row; nothing is written.
     Raises `InputError` (one line naming the option or the row) on the first problem."""
-    check_objective(config.objective)
+    objective = build_objective(config.objective)
     check_distributed(config)
     if config.data.train_file is None:
         raise InputError("option data.train_file: required (a .jsonl/.json/.parquet file or a datasets directory)")
@@ -75,7 +85,7 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     evals = _examples(config.data.eval_file, tokenizer, config)[0] if config.data.eval_file else []
     run_dir = Path(config.output_dir)
     return RunInputs(
-        tokenizer=tokenizer, train=train, eval=evals, dropped=dropped, run_dir=run_dir,
+        objective=objective, tokenizer=tokenizer, train=train, eval=evals, dropped=dropped, run_dir=run_dir,
         ref_cache_dir=Path(config.ref_cache_dir) if config.ref_cache_dir else run_dir / "ref-cache",
         model_id=model_identity(config.model, config.seed),
     )

@@ -1,6 +1,6 @@
 """The training loop on Accelerate: set-up, one optimizer step, logging, checkpoints, the end of a run.
 
-No loss formula lives here: `run_objective` (`isdaa.objectives.daa_objective`) turns sequence log-probs
+No loss formula lives here: the run's `isdaa.objectives.Objective` (built by the set-up) turns sequence log-probs
 into the loss, weights and metrics. One optimizer step = `grad_accum` micro-batches of `batch_size` pairs on
 each process; the data order of epoch e is seeded by (seed, e) (`data_order.py`), so a resumed run sees
 exactly the batches an uninterrupted run would.
@@ -27,13 +27,12 @@ from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError, RunInterrupted, TrainingStopped
 from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
-from isdaa.objectives import ObjectiveOutput
+from isdaa.objectives import ObjectiveOutput, PairLogps
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.callbacks import RunHandle, call_hook, has_hook, requested_stop
 from isdaa.training.data_order import epoch_batches
 from isdaa.training.final_model import save_final
 from isdaa.training.model_card import model_card, run_facts
-from isdaa.training.objective import run_objective
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
 from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
@@ -177,14 +176,11 @@ class Trainer:
         (precomputed into the batch, or a no-grad forward)."""
         policy = _pair_logps(self.policy, batch)
         ref_chosen, ref_rejected = self._reference_of(batch)
-        return run_objective(
-            self.cfg.objective, gather=self.acc.gather if self.acc.num_processes > 1 else None,
-            policy_chosen_logps=policy["chosen_logps"], policy_rejected_logps=policy["rejected_logps"],
-            ref_chosen_logps=ref_chosen, ref_rejected_logps=ref_rejected,
-            behavior_chosen_logps=batch.get("behavior_chosen_logps"),
-            behavior_rejected_logps=batch.get("behavior_rejected_logps"),
-            chosen_lengths=policy["chosen_lengths"], rejected_lengths=policy["rejected_lengths"],
-            user_weights=batch.get("weight"),
+        return self.inputs.objective(
+            PairLogps(policy["chosen_logps"], policy["rejected_logps"], policy["chosen_lengths"],
+                      policy["rejected_lengths"]),
+            PairLogps(ref_chosen, ref_rejected), PairLogps.from_columns(batch, "behavior"),
+            user_weights=batch.get("weight"), gather=self.acc.gather if self.acc.num_processes > 1 else None,
         )
 
     def _reference_of(self, batch):
