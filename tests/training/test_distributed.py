@@ -44,11 +44,13 @@ def test_two_processes_match_one(tokenizer_dir, pairs_file, tmp_path, weighting)
     assert two.returncode == 0, two.stderr[-2000:]
     a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
-    # gradients are averaged across processes: equal up to float summation order
+    # gradients are averaged across processes: equal up to float32 summation order, which depends on the CPU's
+    # kernels (after 4 steps: below 1e-6 on the Intel hosts, 1.18e-6 on an AMD EPYC host, for the code before and
+    # after the objective became an object), so the weights' bound is a few ulps of float32 at this scale
     la = [m["loss"] for m in read_metrics(tmp_path / "one") if "loss" in m]
     lb = [m["loss"] for m in read_metrics(tmp_path / "two") if "loss" in m]
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-6, worst
+    assert worst < 4e-6, worst
     assert len(la) == len(lb) == 4 and max(abs(x - y) for x, y in zip(la, lb)) < 1e-6
     if weighting == "is_ess_norm":
         alphas = [[m["weights/alpha"] for m in read_metrics(tmp_path / d) if "weights/alpha" in m] for d in ("one", "two")]
