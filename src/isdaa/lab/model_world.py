@@ -24,8 +24,11 @@ that a proxy-vs-gold study is one config line). What differs from the controlled
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
+import functools
 import math
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -34,23 +37,27 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from isdaa.config import LabWorldConfig
-
 from isdaa.data.prompts import load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
 from isdaa.eval.kl import kl_estimates
 from isdaa.eval.stats import mean_se
-from isdaa.generation import generate_pairs, get_scorer, sample_completions, score_logps, write_pairs
+from isdaa.generation import generate_pairs, get_scorer, pairs_in_rounds, sample_completions, score_logps, write_pairs
 from isdaa.generation.pairs import bt_probability
+from isdaa.lab import store
 from isdaa.lab.evaluator import LabEvaluator
+from isdaa.lab.prepare import reference_gold, regime_files, write_eval_prompts
+from isdaa.lab.protocol import Prepared, ReportSections
+from isdaa.lab.regimes import resolve_regimes
 from isdaa.lab.verdict import fmt
+from isdaa.lab.workers import init_worker
 from isdaa.modeling.prepare import MODELS, model_dir
 
-__all__ = ["ModelWorld", "ModelEvaluator", "is_model_world", "load_model_world", "model_pairs", "pair_chunk",
-           "write_model_pairs",
-           "model_reference_gold", "model_train_overrides", "reference_lines", "policy_table", "timing_lines",
+__all__ = ["ModelWorld", "ModelEvaluator", "load_model_world", "model_pairs", "pair_chunk", "pairs_in_parallel",
+           "write_model_pairs", "model_reference_gold", "reference_lines", "policy_table", "timing_lines",
            "EXTRA_COLUMNS"]
 
 EXTRA_COLUMNS = ["score_chosen", "score_rejected", "gold_chosen", "gold_rejected"]
+QUICK_EVAL_PROMPTS = 16  # held-out prompts per evaluation of `isdaa lab --quick` at most
 
 WHY = """**Why over-optimization can happen here.** The pairs are the model's own samples, labelled by the label
 scorer through Bradley–Terry draws; a DAA fits β·log π/π_ref to them. With a small β and several passes over a
@@ -59,54 +66,6 @@ responses both lose likelihood and the freed mass goes to responses the pairs ne
 ones, repeated sentiment words, text that no longer ends). The gold scorer sees those responses for the first
 time; if they score lower, the gold reward rises, peaks and falls while the KL to the reference keeps growing.
 Whether it does on this model is what the curves below measure."""
-
-
-def is_model_world(world) -> bool:
-    """Whether a world config (a LabWorldConfig or its dict) is of kind `model`."""
-    kind = world.get("kind") if isinstance(world, dict) else world.kind
-    return kind == "model"
-
-
-@dataclasses.dataclass
-class ModelWorld:
-    """A real-model world: its settings and prompts (strings or message lists, as in the files)."""
-
-    params: object  # LabWorldConfig
-    train: list
-    held_out: list
-
-    @property
-    def label_name(self) -> str:
-        return self.params.label_scorer or self.params.gold
-
-    def train_prompts(self) -> list:
-        return self.train
-
-    def eval_prompts(self) -> list:
-        n = self.params.n_eval_prompts
-        return self.held_out[:n] if n else self.held_out
-
-    def rendered(self, prompts: list) -> list:
-        """`prompts` as generate / the trainer see them: a string becomes one user message when `chat`."""
-        if not self.params.chat:
-            return list(prompts)
-        return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-
-    def describe(self) -> str:
-        p = self.params
-        proxy = (f"the label scorer `{self.label_name}` is a proxy of the gold scorer `{p.gold}`"
-                 if self.label_name != p.gold else f"the labels use the gold scorer `{p.gold}` itself")
-        return "\n".join([
-            f"- Kind: `model` — a real pretrained model, `{p.model}`, is the reference, the behaviour policy and "
-            f"the start of every run.",
-            f"- Prompts: {len(self.train)} training prompts (`{p.prompts}`), {len(self.eval_prompts())} held-out "
-            f"prompts (`{p.eval_prompts}`)" + (", each one user message of the chat template." if p.chat else "."),
-            f"- Completions: at most {p.max_new_tokens} new tokens, sampled at temperature 1 without top-p / top-k.",
-            f"- Gold reward: scorer `{p.gold}` of the completion; {proxy}.",
-        ])
-
-    def why(self) -> str:
-        return WHY
 
 
 def _check_scorer(field: str, name: str) -> None:
@@ -132,7 +91,7 @@ def load_model_world(params) -> ModelWorld:
     if not (path / "config.json").is_file():
         hint = f"run `isdaa models prepare {params.model}` first" if params.model in MODELS else "no config.json"
         raise InputError(f"option world.model: {path} is not a model directory ({hint})")
-    params = dataclasses.replace(params, model=str(path))
+    config, params = params, dataclasses.replace(params, model=str(path))
     prompts = {}
     for field in ("prompts", "eval_prompts"):
         path = getattr(params, field)
@@ -145,22 +104,11 @@ def load_model_world(params) -> ModelWorld:
     _check_scorer("gold", params.gold)
     if params.label_scorer:
         _check_scorer("label_scorer", params.label_scorer)
-    return ModelWorld(params, prompts["prompts"], prompts["eval_prompts"])
-
-
-def model_train_overrides(world: ModelWorld) -> dict:
-    """The dotted TrainConfig keys of the model world's runs (before a regime's own): LoRA on every linear layer of
-    the attention and the MLP, no truncation (the pairs' log-probs are of the whole sequences)."""
-    return {
-        "lora.enabled": True, "lora.r": 16, "lora.alpha": 32,
-        "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "data.max_length": 1024, "data.max_prompt_length": 512, "data.extra_columns": list(EXTRA_COLUMNS),
-        "plots": False,  # the lab draws its own figures
-    }
+    return ModelWorld(params, prompts["prompts"], prompts["eval_prompts"], config)
 
 
 # ----------------------------------------------------------------------------- pairs
-def _round(world: ModelWorld, model, tokenizer, rng, need: int, *, label_temperature: float, seed: int) -> list[dict]:
+def _round(world: ModelWorld, model, tokenizer, rng, need: int, seed: int, *, label_temperature: float) -> list[dict]:
     """One round of `generate_pairs` over `need` + a few prompts drawn with replacement; rows with scores."""
     draw = need + max(4, int(0.1 * need))
     prompts = [world.train[i] for i in rng.integers(0, len(world.train), size=draw)]
@@ -178,16 +126,9 @@ def _text(value) -> str:
 def model_pairs(world: ModelWorld, model, tokenizer, n_pairs: int, *, label_temperature: float, seed: int) -> list[dict]:
     """`n_pairs` labelled pairs sampled from `model`: TRL rows with behaviour = reference log-probs, the label
     scorer's scores (`score_*`) and the gold scorer's (`gold_*`)."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict] = []
-    for round_ in range(20):
-        if len(rows) >= n_pairs:
-            break
-        rows += _round(world, model, tokenizer, rng, n_pairs - len(rows), label_temperature=label_temperature,
-                       seed=seed * 1_000_003 + round_)
-    if len(rows) < n_pairs:
-        raise RuntimeError(f"the model produced only {len(rows)} usable pairs in 20 rounds (identical or empty "
-                           f"completions are left out)")
+    draw_round = functools.partial(_round, world, model, tokenizer, label_temperature=label_temperature)
+    rows = pairs_in_rounds(draw_round, n_pairs, seed=seed, max_rounds=20, who="the model",
+                           why="identical or empty completions are left out")
     gold = get_scorer(world.params.gold)
     if world.label_name == world.params.gold:
         gc, gr = [r["score_chosen"] for r in rows], [r["score_rejected"] for r in rows]
@@ -208,6 +149,16 @@ def pair_chunk(settings: dict, n_pairs: int, label_temperature: float, seed: int
     tokenizer = AutoTokenizer.from_pretrained(world.params.model)
     model = AutoModelForCausalLM.from_pretrained(world.params.model, use_safetensors=True).eval()
     return model_pairs(world, model, tokenizer, n_pairs, label_temperature=label_temperature, seed=seed)
+
+
+def pairs_in_parallel(settings: dict, n_pairs: int, label_temperature: float, seed: int, processes: int) -> list:
+    """The pairs from `processes` worker processes (one core each), chunk k with seed 1000·seed + k."""
+    sizes = [n_pairs // processes + (k < n_pairs % processes) for k in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=init_worker) as pool:
+        chunks = pool.map(pair_chunk, [settings] * processes, sizes, [label_temperature] * processes,
+                          [1000 * seed + k for k in range(processes)])
+        return [row for chunk in chunks for row in chunk]
 
 
 def write_model_pairs(rows: list[dict], path: Path, tokenizer, *, label_temperature: float, seconds: float,
@@ -248,13 +199,14 @@ def model_reference_gold(world: ModelWorld, model, tokenizer, *, n: int, seed: i
     t0 = time.perf_counter()
     ids, texts = _prompt_ids(world, tokenizer)
     p = world.params
-    samples = sample_completions(model, tokenizer, ids, n=n, max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
-                                 seed=seed, progress=False)
-    gold = get_scorer(p.gold)([texts[s.prompt_index] for s in samples], [s.text for s in samples])
-    m, se = mean_se(gold, [s.prompt_index for s in samples])
-    return {"gold": m, "gold_se": se, "n": len(samples), "n_prompts": len(ids),
-            "length": float(np.mean([_length(s) for s in samples])),
-            "finished": float(np.mean([s.finished for s in samples])), "seconds": time.perf_counter() - t0}
+    scorer = get_scorer(p.gold)
+
+    def gold(samples) -> list[float]:
+        return scorer([texts[s.prompt_index] for s in samples], [s.text for s in samples])
+
+    measured = reference_gold(model, tokenizer, ids, gold, n=n, max_new_tokens=p.max_new_tokens,
+                              batch_size=p.batch_size, seed=seed)
+    return {**measured, "n_prompts": len(ids), "seconds": time.perf_counter() - t0}
 
 
 def _length(sample) -> int:
@@ -400,3 +352,133 @@ def timing_lines(results: dict) -> list[str]:
 def _batch(results: dict) -> str:
     sizes = sorted({int(reg["batch_size"]) for reg in results["regimes"]})
     return "/".join(str(s) for s in sizes)
+
+
+FILES_NOTE = ("`results.json` (everything, incl. every evaluation and its time), `results.csv` (one row per run × "
+              "evaluation), `prepared.json` (the pairs' and the reference gold's statistics and times), `pairs/` "
+              "(TRL JSONL with behaviour = reference log-probs, label and gold scores), `eval_prompts.txt`, "
+              "`runs/` (each run's config.yaml, metrics.jsonl and record.json).")
+
+REPORT = ReportSections(
+    reference=reference_lines, after_protocol=lambda results: timing_lines(results) + [""], policy_table=policy_table,
+    policy_note=lambda results: ("Proxy: the label scorer's mean (n/a when it is the gold scorer). EOS: samples that "
+                                 "ended within the token limit."),
+    files=FILES_NOTE, why=lambda results: WHY)
+
+
+# ----------------------------------------------------------------------------- the world
+@dataclasses.dataclass
+class ModelWorld:
+    """A real-model world (`LabWorld`): its settings (`params`, the model resolved to a directory; `config`, as
+    given) and prompts (strings or message lists, as in the files)."""
+
+    params: LabWorldConfig
+    train: list
+    held_out: list
+    config: LabWorldConfig
+
+    extra_columns = tuple(EXTRA_COLUMNS)
+    report = REPORT
+
+    @staticmethod
+    def load(config: LabWorldConfig) -> ModelWorld:
+        """`load_model_world`."""
+        return load_model_world(config)
+
+    @staticmethod
+    def quick(config: LabWorldConfig) -> LabWorldConfig:
+        """The world of `isdaa lab --quick`: at most 16 held-out prompts per evaluation."""
+        n = config.n_eval_prompts
+        return dataclasses.replace(config, n_eval_prompts=min(n, QUICK_EVAL_PROMPTS) if n else QUICK_EVAL_PROMPTS)
+
+    @property
+    def label_name(self) -> str:
+        return self.params.label_scorer or self.params.gold
+
+    def train_prompts(self) -> list:
+        return self.train
+
+    def eval_prompts(self) -> list:
+        n = self.params.n_eval_prompts
+        return self.held_out[:n] if n else self.held_out
+
+    def rendered(self, prompts: list) -> list:
+        """`prompts` as generate / the trainer see them: a string becomes one user message when `chat`."""
+        if not self.params.chat:
+            return list(prompts)
+        return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+
+    def settings(self) -> dict:
+        """Its config as given (every field)."""
+        return dataclasses.asdict(self.config)
+
+    def describe(self) -> str:
+        p = self.params
+        proxy = (f"the label scorer `{self.label_name}` is a proxy of the gold scorer `{p.gold}`"
+                 if self.label_name != p.gold else f"the labels use the gold scorer `{p.gold}` itself")
+        return "\n".join([
+            f"- Kind: `model` — a real pretrained model, `{p.model}`, is the reference, the behaviour policy and "
+            f"the start of every run.",
+            f"- Prompts: {len(self.train)} training prompts (`{p.prompts}`), {len(self.eval_prompts())} held-out "
+            f"prompts (`{p.eval_prompts}`)" + (", each one user message of the chat template." if p.chat else "."),
+            f"- Completions: at most {p.max_new_tokens} new tokens, sampled at temperature 1 without top-p / top-k.",
+            f"- Gold reward: scorer `{p.gold}` of the completion; {proxy}.",
+        ])
+
+    def why(self) -> str:
+        return WHY
+
+    def train_overrides(self) -> dict:
+        """LoRA on every linear layer of the attention and the MLP, no truncation (the pairs' log-probs are of the
+        whole sequences), the pairs' score columns."""
+        return {
+            "lora.enabled": True, "lora.r": 16, "lora.alpha": 32,
+            "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            "data.max_length": 1024, "data.max_prompt_length": 512, "data.extra_columns": list(self.extra_columns),
+        }
+
+    def evaluator(self, spec) -> ModelEvaluator:
+        """`ModelEvaluator`; its reference: the policy with its LoRA adapter disabled, else a frozen copy."""
+        tokenizer = AutoTokenizer.from_pretrained(spec.reference_dir)
+        full = not spec.train.lora.enabled
+        reference = (AutoModelForCausalLM.from_pretrained(spec.reference_dir, use_safetensors=True).eval()
+                     if full else None)
+        return ModelEvaluator(self, tokenizer, reference, n_samples=spec.eval_samples, seed=spec.seed)
+
+    def _pairs(self, config, model, tokenizer, n_pairs: int, out: Path, progress) -> dict:
+        """{"file", "stats"}: the one pair set, from one process or two (64 pairs or more, two workers)."""
+        t0, processes = time.perf_counter(), min(config.workers, 2) if n_pairs >= 64 else 1
+        lt, seed = config.pairs.label_temperature, config.pairs.seed
+        if processes == 1:
+            rows = model_pairs(self, model, tokenizer, n_pairs, label_temperature=lt, seed=seed)
+        else:
+            rows = pairs_in_parallel(self.settings(), n_pairs, lt, seed, processes)
+        path = out / "pairs" / "pairs.jsonl"
+        stats = write_model_pairs(rows, path, tokenizer, label_temperature=lt, seconds=time.perf_counter() - t0,
+                                  processes=processes)
+        if progress:
+            progress(f"pairs: {n_pairs} in {stats['seconds']:.0f}s ({stats['pairs_per_minute']:.0f}/min); gold chosen "
+                     f"{stats['gold_chosen']:.3f} vs rejected {stats['gold_rejected']:.3f}")
+        return {"file": str(path), "stats": stats}
+
+    def prepare(self, config, out: Path, progress) -> Prepared:
+        """The model is the reference (no SFT); one pair set serves every seed; the model's gold. What
+        `prepared.json` holds for the same settings is reused."""
+        regimes = resolve_regimes(config.regimes)
+        n_pairs = max(r["n_pairs"] for r in regimes)
+        key = store.preparation_key(self.settings(), config, n_pairs)
+        saved = store.load_prepared(out, key) or {}
+        tokenizer = AutoTokenizer.from_pretrained(self.params.model)
+        model = AutoModelForCausalLM.from_pretrained(self.params.model, use_safetensors=True).eval()
+        entry = next(iter(saved.get("pairs", {}).values()), None)
+        if entry is None:
+            entry = self._pairs(config, model, tokenizer, n_pairs, out, progress)
+        pairs = regime_files({int(s): {"file": entry["file"], "stats": entry["stats"]} for s in config.seeds}, out,
+                             regimes)
+        ref_gold = saved.get("reference_gold") or model_reference_gold(self, model, tokenizer,
+                                                                       n=max(2, config.eval_samples))
+        write_eval_prompts(self.eval_prompts(), out / "eval_prompts.txt")
+        reference = {"path": self.params.model, "kind": "model"}
+        store.save_prepared(out, key, {"reference": reference, "behavior": None, "pairs": pairs,
+                                       "reference_gold": ref_gold})
+        return Prepared(reference, pairs, ref_gold, None)
