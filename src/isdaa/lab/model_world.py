@@ -3,12 +3,13 @@
 The world is a local model directory (e.g. SmolLM2-135M-Instruct from `isdaa models prepare smollm2`), a file of
 training prompts, a file of held-out prompts and two scorers from `isdaa.generation.scorers`: `gold` (what every
 evaluation measures) and `label_scorer` (what the Bradley–Terry labels of the pairs use; default: the gold one, so
-that a proxy-vs-gold study is one config line). What differs from the controlled worlds, in one place:
+that a proxy-vs-gold study is one config line). `ModelWorld` is its `LabWorld`; what differs from the
+controlled worlds, in one place:
 
 - the reference is the model itself (no SFT): the policy starts there, LoRA by default (`lora.enabled: false` in a
   regime: full fine-tuning against a frozen copy);
-- the pairs (`make_model_pairs`): training prompts drawn with replacement, two completions each sampled from the
-  model in batches (`isdaa.generation.generate_pairs`: KV cache, left padding, T = 1, no top-p, at most
+- the pairs (`model_pairs`: rounds of `isdaa.generation.pairs_in_rounds`): training prompts drawn with replacement,
+  two completions each sampled from the model in batches (`isdaa.generation.generate_pairs`: KV cache, left padding, T = 1, no top-p, at most
   `max_new_tokens` tokens), labelled by a Bradley–Terry draw on the label scorer at `pairs.label_temperature`.
   Each row carries the model's summed log-probs as `behavior_*_logps` and, since the reference is the same model,
   as `ref_*_logps` too (the trainer then skips its reference pass). One pair set serves every training seed (a
