@@ -113,10 +113,10 @@ class ControlledWorld:
         self.config = config
         self.world = World(config)
 
-    @classmethod
-    def load(cls, config: LabWorldConfig) -> ControlledWorld:
+    @staticmethod
+    def load(config: LabWorldConfig) -> ControlledWorld:
         """The world of `config` (ValueError when its numbers do not define one)."""
-        return cls(config)
+        return ControlledWorld(config)
 
     @staticmethod
     def quick(config: LabWorldConfig) -> LabWorldConfig:

@@ -48,6 +48,14 @@ class LabWorld(Protocol):
     report: ReportSections
     extra_columns: tuple[str, ...]  # the diagnostic columns of its pair files (`data.extra_columns`)
 
+    @staticmethod
+    def load(config) -> LabWorld:
+        """The world of a `LabWorldConfig` (an error naming the option when it does not describe one)."""
+
+    @staticmethod
+    def quick(config):
+        """The `LabWorldConfig` of `isdaa lab --quick` (the world's own cut of its evaluation)."""
+
     def settings(self) -> dict:
         """Its config as the fingerprints and results.json record it."""
 
