@@ -202,3 +202,52 @@ def test_one_place_computes_the_sampled_kl():
         for function in sorted((used & KL_FUNCTIONS) - allowed):
             bad.append(f"{path.relative_to(SRC)}: {function} (only isdaa/eval/sampled.py estimates the sampled KL)")
     assert not bad, "a second place computes the sampled KL:\n" + "\n".join(bad)
+
+
+# The world definitions: the factory that maps a config to its world, and the controlled world's own model (which
+# checks its own kinds: junk words, a behaviour policy).
+WORLD_FACTORY = "isdaa.lab.worlds"
+WORLD_DEFINITIONS = (WORLD_FACTORY, "isdaa.lab.world")
+WORLD_CLASSES = ("ModelWorld", "ControlledWorld")
+
+
+def _is_kind(node: ast.AST) -> bool:
+    """`x.kind`, `x["kind"]` or `x.get("kind", ...)`: a kind read from an object or a dict."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "kind"
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value == "kind"
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+            and bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value == "kind")
+
+
+def _has_string(node: ast.AST) -> bool:
+    """A string constant, or a tuple / list / set of them."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(_has_string(e) for e in node.elts)
+
+
+def test_only_the_world_definitions_branch_on_the_world_kind():
+    """The lab never asks which kind of world it has: `isdaa.lab.worlds` (the factory) maps a config to its world
+    and every other module uses the world's own methods. Forbidden everywhere in the package but the factory and
+    the controlled world's model (`isdaa.lab.world`): a comparison of a kind (`x.kind`, `x["kind"]`,
+    `x.get("kind")`) with a string or a collection of strings (==, !=, in, not in). Forbidden everywhere but the
+    factory: the name `is_model_world` (defined, called or imported) and `isinstance(..., ModelWorld)` or
+    `isinstance(..., ControlledWorld)`."""
+    bad = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"{path.relative_to(SRC)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Compare) and name not in WORLD_DEFINITIONS:
+                operands = [node.left, *node.comparators]
+                if any(_is_kind(o) for o in operands) and any(_has_string(o) for o in operands):
+                    bad.append(f"{where} compares a world kind with a string")
+            if name == WORLD_FACTORY:
+                continue
+            if "is_model_world" in {getattr(node, key, None) for key in ("id", "attr", "name")}:  # (imports: alias.name)
+                bad.append(f"{where} uses is_model_world")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
+                    and len(node.args) == 2 and any(n in ast.unparse(node.args[1]) for n in WORLD_CLASSES)):
+                bad.append(f"{where} asks whether a world is a {ast.unparse(node.args[1])}")
+    assert not bad, "world-kind branches outside the world definitions:\n" + "\n".join(bad)

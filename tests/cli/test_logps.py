@@ -10,7 +10,7 @@ import pytest
 from conftest import make_pairs, save_tiny_model, write_jsonl
 from isdaa.cli import main
 from isdaa.data import load_rows
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 LIMITS = ["--max_length", "32", "--max_prompt_length", "16"]
 TRAIN = ["--data.max_length", "32", "--data.max_prompt_length", "16", "--max_steps", "1", "--batch_size", "16",

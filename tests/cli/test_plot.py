@@ -9,7 +9,7 @@ import isdaa
 from conftest import TINY_INIT, WORDS, make_pairs, write_jsonl
 from isdaa.cli import main
 from isdaa.config import TrainConfig, load_config
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASE = ["training.png", "weights.png", "kl_data.png"]

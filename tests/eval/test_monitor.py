@@ -19,7 +19,7 @@ from isdaa.eval import evaluate
 from isdaa.eval.monitor import EssAlarm
 from isdaa.generation import register_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 STEPS, EVERY = 8, 2
 MONITOR = {"monitor.every": EVERY, "monitor.max_prompts": 6, "monitor.n_samples": 3, "monitor.max_new_tokens": 8,

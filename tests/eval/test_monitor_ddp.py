@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import TINY_INIT, WORDS, make_pairs, write_jsonl
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 pytestmark = pytest.mark.slow
 

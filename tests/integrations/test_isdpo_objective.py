@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from isdaa.config import ObjectiveConfig
 from isdaa.integrations import isdpo_objective, isdpo_objective_config
 from isdaa.objectives import Objective, PairLogps, daa_objective
 

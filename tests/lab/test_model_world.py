@@ -132,12 +132,15 @@ def test_a_second_sweep_reuses_pairs_and_runs_and_adds_only_new_ones(swept, mode
 def test_controlled_world_fingerprints_leave_the_model_fields_out():
     """A controlled world's settings (and so its prepared.json and run fingerprints) are what they were before
     the model world's fields existed."""
-    from isdaa.lab.store import MODEL_WORLD_FIELDS, world_settings
+    from isdaa.lab.controlled import ControlledWorld
+    from isdaa.lab.model_world import ModelWorld
+    from isdaa.lab.store import MODEL_WORLD_FIELDS
 
     config = load_config(LabConfig, None, {})
-    settings = world_settings(config.world)
+    settings = ControlledWorld(config.world).settings()
+    model = load_config(LabConfig, None, {"world.kind": "model"}).world
     assert not set(MODEL_WORLD_FIELDS) & set(settings) and settings["kind"] == "topics"
-    assert set(MODEL_WORLD_FIELDS) <= set(world_settings(load_config(LabConfig, None, {"world.kind": "model"}).world))
+    assert set(MODEL_WORLD_FIELDS) <= set(ModelWorld(model, [], [], model).settings())
 
 
 @pytest.mark.parametrize("override, message", [

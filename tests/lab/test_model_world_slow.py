@@ -65,14 +65,13 @@ def test_pairs_from_two_processes_are_the_chunks_made_in_one(tmp_path):
 
     from conftest import save_tiny_model
     from isdaa.config import LabWorldConfig
-    from isdaa.lab.model_world import load_model_world, model_pairs
-    from isdaa.lab.sweep import _pairs_in_parallel
+    from isdaa.lab.model_world import load_model_world, model_pairs, pairs_in_parallel
 
     save_tiny_model(tmp_path / "model")
     (tmp_path / "train.txt").write_text("".join(f"topic{i % 4} w{i}\n" for i in range(8)))
     world_cfg = LabWorldConfig(kind="model", model=str(tmp_path / "model"), prompts=str(tmp_path / "train.txt"),
                                eval_prompts=str(tmp_path / "train.txt"), gold="length", chat=False, max_new_tokens=5)
-    rows = _pairs_in_parallel(dataclasses.asdict(world_cfg), 9, 0.5, 3, 2)
+    rows = pairs_in_parallel(dataclasses.asdict(world_cfg), 9, 0.5, 3, 2)
     world = load_model_world(world_cfg)
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(tmp_path / "model")

@@ -216,13 +216,13 @@ def test_a_signal_during_a_lab_run_says_that_the_run_starts_again(tmp_path, monk
     import signal
 
     from isdaa.errors import RunInterrupted
-    from isdaa.lab import run_lab, sweep
+    from isdaa.lab import pool, run_lab
     from isdaa.training.signals import stop_event, stop_message
 
     def preempted(cfg, callbacks=()):  # what the trainer raises on a SIGTERM at step 3
         raise RunInterrupted(stop_message(signal.SIGTERM, 3, "ckpt"), 143, event=stop_event(signal.SIGTERM, 3))
 
-    monkeypatch.setattr(sweep, "train", preempted)
+    monkeypatch.setattr(pool, "train", preempted)
     with pytest.raises(RunInterrupted) as info:
         run_lab(_tiny_config(tmp_path / "lab"), progress=None)
     message = str(info.value)
@@ -241,7 +241,7 @@ def test_a_worker_exits_when_its_sweep_is_killed(tmp_path):
 
     script = (
         "import multiprocessing as mp, os, sys, time\n"
-        "from isdaa.lab.sweep import exit_with_parent\n"
+        "from isdaa.lab.workers import exit_with_parent\n"
         "def child(parent):\n"
         "    exit_with_parent(parent, poll_seconds=0.1)\n"
         "if __name__ == '__main__':\n"

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from isdaa.config import LabWorldConfig
 from isdaa.generation.pairs import bt_probability
 from isdaa.lab.preference_data import bt_labels
-from isdaa.lab.world import TOPICS, World, WorldParams, lab_scorer
+from isdaa.lab.world import TOPICS, World, lab_scorer
 
 
 def gold_by_definition(targets, words, rep=0.5, lp=0.5, free=12):
@@ -51,7 +52,7 @@ def test_gold_reward_hand_built(response, expected):
 
 
 def test_gold_reward_random_responses_match_definition():
-    params = WorldParams(rep_penalty=0.3, len_penalty=0.2, len_free=5)
+    params = LabWorldConfig(rep_penalty=0.3, len_penalty=0.2, len_free=5)
     world = World(params)
     rng = np.random.default_rng(0)
     vocab = world.vocabulary()
@@ -83,7 +84,7 @@ def test_prompts_split_and_topics():
 
 
 def test_base_distribution_matches_its_definition():
-    p = WorldParams()
+    p = LabWorldConfig()
     world = World(p)
     rng = np.random.default_rng(1)
     ys = world.sample("forest now", 20000, rng)
@@ -124,7 +125,7 @@ JUNK = dict(kind="junk", min_len=6, max_len=6, rep_penalty=0.0, junk_words=6, p_
 
 
 def test_junk_world_base_and_gold_follow_their_definitions():
-    world = World(WorldParams(**JUNK))
+    world = World(LabWorldConfig(**JUNK))
     assert world.junk == ["um", "uh", "like", "basically", "literally", "whatever"]
     assert world.vocabulary()[-6:] == world.junk  # the topics world's ids are unchanged (junk comes last)
     assert World().vocabulary() == world.vocabulary()[:-6]
@@ -147,15 +148,15 @@ def test_junk_world_base_and_gold_follow_their_definitions():
 
 def test_world_kinds_need_what_defines_them():
     with pytest.raises(ValueError, match="junk"):
-        World(WorldParams(kind="junk"))
+        World(LabWorldConfig(kind="junk"))
     with pytest.raises(ValueError, match="behavior"):
-        World(WorldParams(kind="behavior"))
+        World(LabWorldConfig(kind="behavior"))
     with pytest.raises(ValueError, match="min_len"):
-        World(WorldParams(min_len=7, max_len=6))
+        World(LabWorldConfig(min_len=7, max_len=6))
 
 
 def test_behavior_world_has_its_own_base_and_the_same_gold():
-    world = World(WorldParams(kind="behavior", behavior_p_target=0.2, behavior_p_stop=0.2))
+    world = World(LabWorldConfig(kind="behavior", behavior_p_target=0.2, behavior_p_stop=0.2))
     mu = world.behavior_world()
     assert World().behavior_world() is None
     assert (mu.params.p_target, mu.params.p_stop) == (0.2, 0.2) and mu.vocabulary() == world.vocabulary()
@@ -166,7 +167,7 @@ def test_behavior_world_has_its_own_base_and_the_same_gold():
 
 
 def test_min_len_shifts_the_geometric_length():
-    p = WorldParams(min_len=3, max_len=16)
+    p = LabWorldConfig(min_len=3, max_len=16)
     world = World(p)
     lengths = np.array([len(y) for y in world.sample("farm now", 20000, np.random.default_rng(4))])
     expected = 3 + sum((1 - p.p_stop) ** i for i in range(1, 14))

@@ -21,7 +21,7 @@ import isdaa.training.trainer as trainer_mod
 from conftest import TINY_INIT, WORDS, write_jsonl
 from isdaa.data import SHARED_KEYS, Example, collate, collate_shared
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 from isdaa.modeling.tiny import tiny_llama
 
 # ------------------------------------------------------------------------------------------ collate_shared

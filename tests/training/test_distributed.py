@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_INIT, WORDS
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 pytestmark = pytest.mark.slow
 

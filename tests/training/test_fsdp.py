@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from conftest import TINY_INIT, WORDS, make_pairs, write_jsonl
 from isdaa.config import TrainConfig, load_config
 from isdaa.modeling.tiny import word_tokenizer
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 from isdaa.training.setup import prepare_inputs
 from isdaa.training.trainer import _use_shared_prompt
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import isdaa
 from isdaa.data import Example, length
 from isdaa.training.data_order import GROUPING_WINDOW, EpochOrder, length_grouped
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 from test_trainer import _Crash
 
 

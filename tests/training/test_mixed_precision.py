@@ -22,7 +22,7 @@ import isdaa
 import isdaa.training.trainer as trainer_mod
 from isdaa.objectives import Objective
 from isdaa.training import checkpoint as ckpt
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import yaml
 
 from isdaa.config import TrainConfig, load_config
 from isdaa.training.model_card import RunFacts, data_sha256, model_card, run_facts
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 from isdaa.training.trainer import train
 
 

@@ -11,7 +11,8 @@ import yaml
 
 from isdaa.config import TrainConfig, config_yaml
 from isdaa.errors import WriteFailed
-from isdaa.training.runlog import MetricsLog, aggregate, read_metrics, write_run_config
+from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
+from isdaa.runtime import read_metrics
 
 
 def test_truncate_after_keeps_earlier_steps_and_drops_a_torn_line(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import isdaa
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 
 def _weights(run_dir):

@@ -192,13 +192,14 @@ class EvalConfig:
 
 # ------------------------------------------------------------------------------------------ the lab
 # (isdaa.lab; `isdaa lab --config lab.yaml`, `isdaa demo`). Methods and regimes are lists of plain mappings,
-# validated by isdaa.lab.sweep (each method's keys are ObjectiveConfig fields plus `label`).
+# validated by isdaa.lab.regimes (each method's keys are ObjectiveConfig fields plus `label`).
 
 
 @dataclass
 class LabWorldConfig:
-    """The lab's world: a controlled one (isdaa.lab.world: base distribution, gold reward) or, kind `model`, a real
-    pretrained model with prompt files and gold / label scorers (isdaa.lab.model_world)."""
+    """The lab's world: a controlled one (isdaa.lab.controlled, isdaa.lab.world: base distribution, gold reward) or,
+    kind `model`, a real pretrained model with prompt files and gold / label scorers (isdaa.lab.model_world);
+    isdaa.lab.worlds maps it to its world."""
 
     kind: str = option("topics", help=(
         "world family: topics (length and repeats are the exploit) | junk (fixed length; junk words cost) | "

@@ -49,7 +49,7 @@ from isdaa.generation.scorers import checked_scorer, get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
 from isdaa.runtime import atomic_write_text, set_threads, write_json
 
-__all__ = ["LABELS", "generate_pairs", "write_pairs", "bt_probability", "pairs_main"]
+__all__ = ["LABELS", "generate_pairs", "pairs_in_rounds", "write_pairs", "bt_probability", "pairs_main"]
 
 LABELS = ("bt", "argmax")
 
@@ -130,6 +130,23 @@ def generate_pairs(
             bt_temperature=float(bt_temperature) if label == "bt" else None,
             seconds=time.perf_counter() - start,
         )
+    return rows
+
+
+def pairs_in_rounds(draw_round: Callable[[np.random.Generator, int, int], list[dict]], n_pairs: int, *, seed: int,
+                    max_rounds: int, who: str, why: str) -> list[dict]:
+    """`n_pairs` rows from rounds of `draw_round(rng, need, round_seed)`, each returning at most `need` rows (its
+    sampler, scorer and labeller are the caller's: `generate_pairs` for a real model, the lab's controlled world
+    its own): `rng` = `default_rng(seed)` is shared by the rounds (prompt draws), round k samples with seed
+    `seed·1_000_003 + k`. RuntimeError ("`who` produced only ... (`why`)") when `max_rounds` rounds fall short."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    for round_ in range(max_rounds):
+        if len(rows) >= n_pairs:
+            break
+        rows += draw_round(rng, n_pairs - len(rows), seed * 1_000_003 + round_)
+    if len(rows) < n_pairs:
+        raise RuntimeError(f"{who} produced only {len(rows)} usable pairs in {max_rounds} rounds ({why})")
     return rows
 
 

@@ -1,12 +1,13 @@
-"""The controlled over-optimization lab: a world with an exactly known gold reward, an SFT reference,
-Bradley–Terry preference pairs sampled from it, and sweeps of methods × β × seeds through `isdaa.train`.
+"""The controlled over-optimization lab: a world with an exactly known gold reward (or a real pretrained model),
+its reference, Bradley–Terry preference pairs sampled from it, and sweeps of methods × β × seeds through the trainer.
 
-- `isdaa.lab.world`: the world (prompts, base distribution, gold reward) — `World`, `lab_scorer`.
-- `isdaa.lab.sft`: the reference policy (`train_reference`).
-- `isdaa.lab.preference_data`: preference pairs (`make_pairs`), labelled with `generation.pairs.bt_probability`.
+- `isdaa.lab.protocol`: what a sweep asks of a world (`LabWorld`); `isdaa.lab.worlds`: config → world (the factory).
+- `isdaa.lab.controlled` (kinds topics, junk, behavior) and `isdaa.lab.model_world` (kind model): the worlds.
+- `isdaa.lab.world`: the controlled world's model (prompts, base distribution, gold reward) — `World`, `lab_scorer`.
+- `isdaa.lab.sft`: the SFT reference (`train_reference`); `isdaa.lab.preference_data`: its pairs (`make_pairs`).
 - `isdaa.lab.regimes`: the default methods and regimes and their validation.
 - `isdaa.lab.evaluator`: the `LabEvaluator` training callback (gold, KL, weights at every evaluation).
-- `isdaa.lab.sweep`: `run_lab(LabConfig)` — world, reference, pairs, runs on a worker pool.
+- `isdaa.lab.sweep`: `run_lab(LabConfig)` — prepare (`prepare`), specs (`spec`), runs (`pool`), results (`results`).
 - `isdaa.lab.summary` (numbers), `isdaa.lab.verdict` (text, tables), `isdaa.lab.outputs` (csv, plots, report.md).
 `isdaa lab --config lab.yaml` runs a sweep (default: `default.yaml` here); `isdaa demo` runs `demo.yaml`.
 """

@@ -3,12 +3,13 @@
 The world is a local model directory (e.g. SmolLM2-135M-Instruct from `isdaa models prepare smollm2`), a file of
 training prompts, a file of held-out prompts and two scorers from `isdaa.generation.scorers`: `gold` (what every
 evaluation measures) and `label_scorer` (what the Bradley–Terry labels of the pairs use; default: the gold one, so
-that a proxy-vs-gold study is one config line). What differs from the controlled worlds, in one place:
+that a proxy-vs-gold study is one config line). `ModelWorld` is its `LabWorld`; what differs from the
+controlled worlds, in one place:
 
 - the reference is the model itself (no SFT): the policy starts there, LoRA by default (`lora.enabled: false` in a
   regime: full fine-tuning against a frozen copy);
-- the pairs (`make_model_pairs`): training prompts drawn with replacement, two completions each sampled from the
-  model in batches (`isdaa.generation.generate_pairs`: KV cache, left padding, T = 1, no top-p, at most
+- the pairs (`model_pairs`: rounds of `isdaa.generation.pairs_in_rounds`): training prompts drawn with replacement,
+  two completions each sampled from the model in batches (`isdaa.generation.generate_pairs`: KV cache, left padding, T = 1, no top-p, at most
   `max_new_tokens` tokens), labelled by a Bradley–Terry draw on the label scorer at `pairs.label_temperature`.
   Each row carries the model's summed log-probs as `behavior_*_logps` and, since the reference is the same model,
   as `ref_*_logps` too (the trainer then skips its reference pass). One pair set serves every training seed (a
@@ -19,15 +20,18 @@ that a proxy-vs-gold study is one config line). What differs from the controlled
   teacher-forced (`score_logps`; under LoRA the same model with its adapter disabled); KL k1 and k3 with SEs
   clustered by prompt, gold mean ± SE, the label scorer's mean (`proxy`), length in tokens (the final EOS not
   counted), EOS rate — `isdaa.eval.sampled`, as every evaluation;
-- the report's reference, policy and timing sections (`reference_lines`, `policy_table`, `timing_lines`): every
+- the report's reference, policy and timing sections (`isdaa.lab.model_report`): every
   stage's time is measured by the sweep itself and kept in `prepared.json` and the run records.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
+import functools
 import math
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -36,80 +40,25 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from isdaa.config import LabWorldConfig
-
 from isdaa.data.prompts import load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.sampled import Sampling, ScoredSamples, completion_length, sampled_eval
-from isdaa.eval.stats import mean_se
-from isdaa.generation import generate_pairs, get_scorer, sample_completions, write_pairs
+from isdaa.eval.sampled import Sampling, ScoredSamples, sampled_eval
+from isdaa.generation import generate_pairs, get_scorer, pairs_in_rounds, write_pairs
 from isdaa.generation.pairs import bt_probability
+from isdaa.lab import store
 from isdaa.lab.evaluator import TrainingWindow, eval_fields, eval_seed
-from isdaa.lab.verdict import fmt
+from isdaa.lab.model_report import REPORT, WHY
+from isdaa.lab.prepare import reference_gold, regime_files, write_eval_prompts
+from isdaa.lab.protocol import Prepared
+from isdaa.lab.regimes import resolve_regimes
+from isdaa.lab.workers import init_worker
 from isdaa.modeling.prepare import MODELS, model_dir
 
-__all__ = ["ModelWorld", "ModelEvaluator", "is_model_world", "load_model_world", "model_pairs", "pair_chunk",
-           "write_model_pairs",
-           "model_reference_gold", "model_train_overrides", "reference_lines", "policy_table", "timing_lines",
-           "EXTRA_COLUMNS"]
+__all__ = ["ModelWorld", "ModelEvaluator", "load_model_world", "model_pairs", "pair_chunk", "pairs_in_parallel",
+           "write_model_pairs", "model_reference_gold", "EXTRA_COLUMNS"]
 
 EXTRA_COLUMNS = ["score_chosen", "score_rejected", "gold_chosen", "gold_rejected"]
-
-WHY = """**Why over-optimization can happen here.** The pairs are the model's own samples, labelled by the label
-scorer through Bradley–Terry draws; a DAA fits β·log π/π_ref to them. With a small β and several passes over a
-fixed set of pairs it keeps moving likelihood after the pairs are separated: the chosen and the rejected
-responses both lose likelihood and the freed mass goes to responses the pairs never contain (longer or shorter
-ones, repeated sentiment words, text that no longer ends). The gold scorer sees those responses for the first
-time; if they score lower, the gold reward rises, peaks and falls while the KL to the reference keeps growing.
-Whether it does on this model is what the curves below measure."""
-
-
-def is_model_world(world) -> bool:
-    """Whether a world config (a LabWorldConfig or its dict) is of kind `model`."""
-    kind = world.get("kind") if isinstance(world, dict) else world.kind
-    return kind == "model"
-
-
-@dataclasses.dataclass
-class ModelWorld:
-    """A real-model world: its settings and prompts (strings or message lists, as in the files)."""
-
-    params: object  # LabWorldConfig
-    train: list
-    held_out: list
-
-    @property
-    def label_name(self) -> str:
-        return self.params.label_scorer or self.params.gold
-
-    def train_prompts(self) -> list:
-        return self.train
-
-    def eval_prompts(self) -> list:
-        n = self.params.n_eval_prompts
-        return self.held_out[:n] if n else self.held_out
-
-    def rendered(self, prompts: list) -> list:
-        """`prompts` as generate / the trainer see them: a string becomes one user message when `chat`."""
-        if not self.params.chat:
-            return list(prompts)
-        return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-
-    def describe(self) -> str:
-        p = self.params
-        proxy = (f"the label scorer `{self.label_name}` is a proxy of the gold scorer `{p.gold}`"
-                 if self.label_name != p.gold else f"the labels use the gold scorer `{p.gold}` itself")
-        return "\n".join([
-            f"- Kind: `model` — a real pretrained model, `{p.model}`, is the reference, the behaviour policy and "
-            f"the start of every run.",
-            f"- Prompts: {len(self.train)} training prompts (`{p.prompts}`), {len(self.eval_prompts())} held-out "
-            f"prompts (`{p.eval_prompts}`)" + (", each one user message of the chat template." if p.chat else "."),
-            f"- Completions: at most {p.max_new_tokens} new tokens, sampled at temperature 1 without top-p / top-k.",
-            f"- Gold reward: scorer `{p.gold}` of the completion; {proxy}.",
-        ])
-
-    def why(self) -> str:
-        return WHY
-
+QUICK_EVAL_PROMPTS = 16  # held-out prompts per evaluation of `isdaa lab --quick` at most
 
 def _check_scorer(field: str, name: str) -> None:
     try:
@@ -134,7 +83,7 @@ def load_model_world(params) -> ModelWorld:
     if not (path / "config.json").is_file():
         hint = f"run `isdaa models prepare {params.model}` first" if params.model in MODELS else "no config.json"
         raise InputError(f"option world.model: {path} is not a model directory ({hint})")
-    params = dataclasses.replace(params, model=str(path))
+    config, params = params, dataclasses.replace(params, model=str(path))
     prompts = {}
     for field in ("prompts", "eval_prompts"):
         path = getattr(params, field)
@@ -147,22 +96,11 @@ def load_model_world(params) -> ModelWorld:
     _check_scorer("gold", params.gold)
     if params.label_scorer:
         _check_scorer("label_scorer", params.label_scorer)
-    return ModelWorld(params, prompts["prompts"], prompts["eval_prompts"])
-
-
-def model_train_overrides(world: ModelWorld) -> dict:
-    """The dotted TrainConfig keys of the model world's runs (before a regime's own): LoRA on every linear layer of
-    the attention and the MLP, no truncation (the pairs' log-probs are of the whole sequences)."""
-    return {
-        "lora.enabled": True, "lora.r": 16, "lora.alpha": 32,
-        "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "data.max_length": 1024, "data.max_prompt_length": 512, "data.extra_columns": list(EXTRA_COLUMNS),
-        "plots": False,  # the lab draws its own figures
-    }
+    return ModelWorld(params, prompts["prompts"], prompts["eval_prompts"], config)
 
 
 # ----------------------------------------------------------------------------- pairs
-def _round(world: ModelWorld, model, tokenizer, rng, need: int, *, label_temperature: float, seed: int) -> list[dict]:
+def _round(world: ModelWorld, model, tokenizer, rng, need: int, seed: int, *, label_temperature: float) -> list[dict]:
     """One round of `generate_pairs` over `need` + a few prompts drawn with replacement; rows with scores."""
     draw = need + max(4, int(0.1 * need))
     prompts = [world.train[i] for i in rng.integers(0, len(world.train), size=draw)]
@@ -180,16 +118,9 @@ def _text(value) -> str:
 def model_pairs(world: ModelWorld, model, tokenizer, n_pairs: int, *, label_temperature: float, seed: int) -> list[dict]:
     """`n_pairs` labelled pairs sampled from `model`: TRL rows with behaviour = reference log-probs, the label
     scorer's scores (`score_*`) and the gold scorer's (`gold_*`)."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict] = []
-    for round_ in range(20):
-        if len(rows) >= n_pairs:
-            break
-        rows += _round(world, model, tokenizer, rng, n_pairs - len(rows), label_temperature=label_temperature,
-                       seed=seed * 1_000_003 + round_)
-    if len(rows) < n_pairs:
-        raise RuntimeError(f"the model produced only {len(rows)} usable pairs in 20 rounds (identical or empty "
-                           f"completions are left out)")
+    draw_round = functools.partial(_round, world, model, tokenizer, label_temperature=label_temperature)
+    rows = pairs_in_rounds(draw_round, n_pairs, seed=seed, max_rounds=20, who="the model",
+                           why="identical or empty completions are left out")
     gold = get_scorer(world.params.gold)
     if world.label_name == world.params.gold:
         gc, gr = [r["score_chosen"] for r in rows], [r["score_rejected"] for r in rows]
@@ -210,6 +141,16 @@ def pair_chunk(settings: dict, n_pairs: int, label_temperature: float, seed: int
     tokenizer = AutoTokenizer.from_pretrained(world.params.model)
     model = AutoModelForCausalLM.from_pretrained(world.params.model, use_safetensors=True).eval()
     return model_pairs(world, model, tokenizer, n_pairs, label_temperature=label_temperature, seed=seed)
+
+
+def pairs_in_parallel(settings: dict, n_pairs: int, label_temperature: float, seed: int, processes: int) -> list:
+    """The pairs from `processes` worker processes (one core each), chunk k with seed 1000·seed + k."""
+    sizes = [n_pairs // processes + (k < n_pairs % processes) for k in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=init_worker) as pool:
+        chunks = pool.map(pair_chunk, [settings] * processes, sizes, [label_temperature] * processes,
+                          [1000 * seed + k for k in range(processes)])
+        return [row for chunk in chunks for row in chunk]
 
 
 def write_model_pairs(rows: list[dict], path: Path, tokenizer, *, label_temperature: float, seconds: float,
@@ -250,13 +191,14 @@ def model_reference_gold(world: ModelWorld, model, tokenizer, *, n: int, seed: i
     t0 = time.perf_counter()
     ids, texts = _prompt_ids(world, tokenizer)
     p = world.params
-    samples = sample_completions(model, tokenizer, ids, n=n, max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
-                                 seed=seed, progress=False)
-    gold = get_scorer(p.gold)([texts[s.prompt_index] for s in samples], [s.text for s in samples])
-    m, se = mean_se(gold, [s.prompt_index for s in samples])
-    return {"gold": m, "gold_se": se, "n": len(samples), "n_prompts": len(ids),
-            "length": float(np.mean([completion_length(s) for s in samples])),
-            "finished": float(np.mean([s.finished for s in samples])), "seconds": time.perf_counter() - t0}
+    scorer = get_scorer(p.gold)
+
+    def gold(samples) -> list[float]:
+        return scorer([texts[s.prompt_index] for s in samples], [s.text for s in samples])
+
+    measured = reference_gold(model, tokenizer, ids, gold, n=n, max_new_tokens=p.max_new_tokens,
+                              batch_size=p.batch_size, seed=seed)
+    return {**measured, "n_prompts": len(ids), "seconds": time.perf_counter() - t0}
 
 
 class ModelEvaluator:
@@ -318,76 +260,119 @@ class ModelEvaluator:
         return out
 
 
-# ----------------------------------------------------------------------------- the report's sections
-def reference_lines(results: dict) -> list[str]:
-    """The report's "Reference and data" section for a model world."""
-    rg, world = results["reference_gold"], results["config"]["world"]
-    st = next(iter(results["pairs"].values()))
-    label = world["label_scorer"] or world["gold"]
-    return [
-        "## Reference and data", "",
-        f"- Reference: the model `{world['model']}` itself (no SFT); every run starts from it.",
-        f"- Reference gold reward on the held-out prompts: {rg['gold']:.3f} ± {rg['gold_se']:.3f} ({rg['n']} samples "
-        f"over {rg['n_prompts']} prompts); mean length {rg['length']:.1f} tokens, EOS within the limit "
-        f"{100 * rg['finished']:.0f}%. A run **collapses** when its final gold is below {rg['gold']:.3f}.",
-        f"- Pairs (one set shared by every training seed): {st['n_pairs']} pairs, Bradley–Terry labels on `{label}` at "
-        f"temperature {st['label_temperature']}; gold chosen {st['gold_chosen']:.3f} vs rejected "
-        f"{st['gold_rejected']:.3f}; label score chosen {st['label_chosen']:.3f} vs rejected {st['label_rejected']:.3f}; "
-        f"length chosen {st['length_chosen']:.1f} vs rejected {st['length_rejected']:.1f} tokens; "
-        f"{100 * st['ties']:.0f}% ties in gold; labels agree with the gold on {fmt(100 * st['agreement'], 1)}% of the "
-        f"others (BT on the label scores expects {fmt(100 * st['expected_agreement'], 1)}%).",
-    ]
+# ----------------------------------------------------------------------------- the world
+@dataclasses.dataclass
+class ModelWorld:
+    """A real-model world (`LabWorld`): its settings (`params`, the model resolved to a directory; `config`, as
+    given) and prompts (strings or message lists, as in the files)."""
 
+    params: LabWorldConfig
+    train: list
+    held_out: list
+    config: LabWorldConfig
 
-def policy_table(results: dict, regime: str, beta: float, label: str) -> list[str]:
-    """What `label`'s policy looks like at step 0, at its seed-mean gold peak and at the end."""
-    runs = [r for r in results["runs"] if r["regime"] == regime and r["beta"] == beta and r["method"] == label]
-    if not runs or not runs[0]["evals"]:
-        return []
-    by_step: dict = {}
-    for r in runs:
-        for e in r["evals"]:
-            by_step.setdefault(e["step"], []).append(e)
-    steps = sorted(by_step)
-    peak = max(steps, key=lambda s: np.mean([e["gold"] for e in by_step[s]]))
-    rows = ["| policy | gold | proxy | KL | length (tokens) | EOS | sample (seed of the first run) |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, step in (("reference (step 0)", steps[0]), (f"peak (step {peak})", peak), (f"end (step {steps[-1]})", steps[-1])):
-        evs = by_step[step]
-        mean = {k: float(np.mean([e.get(k, math.nan) for e in evs])) for k in ("gold", "proxy", "kl_k3", "length", "finished")}
-        example = (evs[0].get("examples") or [""])[0].replace("|", "/").replace("\n", " ")
-        rows.append(f"| {name} | {fmt(mean['gold'], 3)} | {fmt(mean['proxy'], 3)} | {fmt(mean['kl_k3'], 2)} | "
-                    f"{fmt(mean['length'], 1)} | {100 * mean['finished']:.0f}% | `{example[:160]}` |")
-    return rows
+    extra_columns = tuple(EXTRA_COLUMNS)
+    report = REPORT
 
+    @staticmethod
+    def load(config: LabWorldConfig) -> ModelWorld:
+        """`load_model_world`."""
+        return load_model_world(config)
 
-def _median(values) -> float:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.median(values)) if values else math.nan
+    @staticmethod
+    def quick(config: LabWorldConfig) -> LabWorldConfig:
+        """The world of `isdaa lab --quick`: at most 16 held-out prompts per evaluation."""
+        n = config.n_eval_prompts
+        return dataclasses.replace(config, n_eval_prompts=min(n, QUICK_EVAL_PROMPTS) if n else QUICK_EVAL_PROMPTS)
 
+    @property
+    def label_name(self) -> str:
+        return self.params.label_scorer or self.params.gold
 
-def timing_lines(results: dict) -> list[str]:
-    """The per-stage times, as this sweep measured them (pairs, reference gold, a training step, an evaluation)."""
-    st = next(iter(results["pairs"].values()))
-    rg = results["reference_gold"]
-    evals = [e for r in results["runs"] for e in r["evals"]]
-    steps = [e.get("step_seconds") for e in evals]
-    n_eval = (rg["n_prompts"], results["config"]["eval_samples"])
-    per_1000 = 1000 / st["pairs_per_minute"] if st.get("pairs_per_minute") else math.nan
-    return [
-        "## Stage times (measured by this sweep)", "",
-        f"Torch threads per process: 1; worker processes: {results['config']['workers']}. Medians over the runs.", "",
-        "| stage | measured | target |", "| --- | --- | --- |",
-        f"| labelled pairs | {st['n_pairs']} in {st['seconds']:.0f} s ({st['pairs_per_minute']:.0f} per min; 1,000 in "
-        f"{per_1000:.1f} min) | ≥ 1,000 in ≤ 10 min |",
-        f"| one training step ({_batch(results)} pairs) | {fmt(_median(steps), 2)} s | ≤ 5 s for 8 pairs |",
-        f"| one evaluation ({n_eval[0]} prompts × {n_eval[1]} samples) | {fmt(_median(e.get('eval_seconds') for e in evals), 1)} s "
-        f"| ≤ 90 s for ≥ 64 × 2 |",
-        f"| reference gold ({rg['n']} samples) | {rg['seconds']:.0f} s | — |",
-        f"| one run, all included | {fmt(_median(r['seconds'] for r in results['runs']) / 60, 1)} min | — |",
-    ]
+    def train_prompts(self) -> list:
+        return self.train
 
+    def eval_prompts(self) -> list:
+        n = self.params.n_eval_prompts
+        return self.held_out[:n] if n else self.held_out
 
-def _batch(results: dict) -> str:
-    sizes = sorted({int(reg["batch_size"]) for reg in results["regimes"]})
-    return "/".join(str(s) for s in sizes)
+    def rendered(self, prompts: list) -> list:
+        """`prompts` as generate / the trainer see them: a string becomes one user message when `chat`."""
+        if not self.params.chat:
+            return list(prompts)
+        return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+
+    def settings(self) -> dict:
+        """Its config as given (every field)."""
+        return dataclasses.asdict(self.config)
+
+    def describe(self) -> str:
+        p = self.params
+        proxy = (f"the label scorer `{self.label_name}` is a proxy of the gold scorer `{p.gold}`"
+                 if self.label_name != p.gold else f"the labels use the gold scorer `{p.gold}` itself")
+        return "\n".join([
+            f"- Kind: `model` — a real pretrained model, `{p.model}`, is the reference, the behaviour policy and "
+            f"the start of every run.",
+            f"- Prompts: {len(self.train)} training prompts (`{p.prompts}`), {len(self.eval_prompts())} held-out "
+            f"prompts (`{p.eval_prompts}`)" + (", each one user message of the chat template." if p.chat else "."),
+            f"- Completions: at most {p.max_new_tokens} new tokens, sampled at temperature 1 without top-p / top-k.",
+            f"- Gold reward: scorer `{p.gold}` of the completion; {proxy}.",
+        ])
+
+    def why(self) -> str:
+        return WHY
+
+    def train_overrides(self) -> dict:
+        """LoRA on every linear layer of the attention and the MLP, no truncation (the pairs' log-probs are of the
+        whole sequences), the pairs' score columns."""
+        return {
+            "lora.enabled": True, "lora.r": 16, "lora.alpha": 32,
+            "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            "data.max_length": 1024, "data.max_prompt_length": 512, "data.extra_columns": list(self.extra_columns),
+        }
+
+    def evaluator(self, spec) -> ModelEvaluator:
+        """`ModelEvaluator`; its reference: the policy with its LoRA adapter disabled, else a frozen copy."""
+        tokenizer = AutoTokenizer.from_pretrained(spec.reference_dir)
+        full = not spec.train.lora.enabled
+        reference = (AutoModelForCausalLM.from_pretrained(spec.reference_dir, use_safetensors=True).eval()
+                     if full else None)
+        return ModelEvaluator(self, tokenizer, reference, n_samples=spec.eval_samples, seed=spec.seed)
+
+    def _pairs(self, config, model, tokenizer, n_pairs: int, out: Path, progress) -> dict:
+        """{"file", "stats"}: the one pair set, from one process or two (64 pairs or more, two workers)."""
+        t0, processes = time.perf_counter(), min(config.workers, 2) if n_pairs >= 64 else 1
+        lt, seed = config.pairs.label_temperature, config.pairs.seed
+        if processes == 1:
+            rows = model_pairs(self, model, tokenizer, n_pairs, label_temperature=lt, seed=seed)
+        else:
+            rows = pairs_in_parallel(self.settings(), n_pairs, lt, seed, processes)
+        path = out / "pairs" / "pairs.jsonl"
+        stats = write_model_pairs(rows, path, tokenizer, label_temperature=lt, seconds=time.perf_counter() - t0,
+                                  processes=processes)
+        if progress:
+            progress(f"pairs: {n_pairs} in {stats['seconds']:.0f}s ({stats['pairs_per_minute']:.0f}/min); gold chosen "
+                     f"{stats['gold_chosen']:.3f} vs rejected {stats['gold_rejected']:.3f}")
+        return {"file": str(path), "stats": stats}
+
+    def prepare(self, config, out: Path, progress) -> Prepared:
+        """The model is the reference (no SFT); one pair set serves every seed; the model's gold. What
+        `prepared.json` holds for the same settings is reused."""
+        regimes = resolve_regimes(config.regimes)
+        n_pairs = max(r["n_pairs"] for r in regimes)
+        key = store.preparation_key(self.settings(), config, n_pairs)
+        saved = store.load_prepared(out, key) or {}
+        tokenizer = AutoTokenizer.from_pretrained(self.params.model)
+        model = AutoModelForCausalLM.from_pretrained(self.params.model, use_safetensors=True).eval()
+        entry = next(iter(saved.get("pairs", {}).values()), None)
+        if entry is None:
+            entry = self._pairs(config, model, tokenizer, n_pairs, out, progress)
+        pairs = regime_files({int(s): {"file": entry["file"], "stats": entry["stats"]} for s in config.seeds}, out,
+                             regimes)
+        ref_gold = saved.get("reference_gold") or model_reference_gold(self, model, tokenizer,
+                                                                       n=max(2, config.eval_samples))
+        write_eval_prompts(self.eval_prompts(), out / "eval_prompts.txt")
+        reference = {"path": self.params.model, "kind": "model"}
+        store.save_prepared(out, key, {"reference": reference, "behavior": None, "pairs": pairs,
+                                       "reference_gold": ref_gold})
+        return Prepared(reference, pairs, ref_gold, None)

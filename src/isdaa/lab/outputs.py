@@ -14,12 +14,10 @@ import numpy as np
 
 from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
 from isdaa.eval.stats import t_quantile
-from isdaa.lab.model_world import is_model_world, policy_table, reference_lines, timing_lines
 from isdaa.lab.regimes import regime_steps
 from isdaa.lab.summary import group_runs, mean_curve, summarize
-from isdaa.lab.world import WHY_OVEROPTIMIZES
-from isdaa.lab.verdict import (constrained_table, dpo_label, fmt, frontier_table, mechanism_table, results_table,
-                               verdict)
+from isdaa.lab.verdict import constrained_table, dpo_label, fmt, frontier_table, results_table, verdict
+from isdaa.lab.worlds import report_for
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_plots", "write_report", "write_outputs", "rebuild"]
 
@@ -94,52 +92,6 @@ def write_plots(results: dict, summary: dict, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------ report.md
-def _mechanism_note(results: dict) -> str:
-    world = results["config"]["world"]
-    return (f"Off-support tokens: generated tokens outside the base distribution's words (prompt words, special "
-            f"tokens) — responses the data never contain (see the reference row). \"No EOS\": samples cut at the "
-            f"length limit ({world['max_len'] + 1} tokens).")
-
-
-MODEL_FILES_NOTE = ("`results.json` (everything, incl. every evaluation and its time), `results.csv` (one row per run × "
-                    "evaluation), `prepared.json` (the pairs' and the reference gold's statistics and times), `pairs/` "
-                    "(TRL JSONL with behaviour = reference log-probs, label and gold scores), `eval_prompts.txt`, "
-                    "`runs/` (each run's config.yaml, metrics.jsonl and record.json).")
-
-FILES_NOTE = ("`results.json` (everything, incl. every evaluation), `results.csv` (one row per run × evaluation), "
-              "`reference/` (the SFT reference + tokenizer), `pairs/` (TRL JSONL with behaviour log-probs), "
-              "`eval_prompts.txt`, `runs/` (each run's config.yaml and metrics.jsonl).")
-
-
-def _why(results: dict) -> str:
-    """The world's "why over-optimization happens here" paragraph (recomputed for a results.json without it)."""
-    return results.get("why") or WHY_OVEROPTIMIZES[results["config"]["world"].get("kind", "topics")]
-
-
-def _reference_section(results: dict) -> list[str]:
-    ref = results["reference"]
-    rg = results["reference_gold"]
-    lines = [
-        "## Reference and data", "",
-        f"- Reference: tiny Llama (hidden {ref['hidden_size']}, {ref['num_layers']} layers) fitted by plain SFT "
-        f"({ref['steps']} steps × {ref['batch_size']} fresh base samples): KL(base‖ref) = {ref['kl_base_ref']:.3f} ± "
-        f"{ref['kl_base_ref_se']:.3f} nats per response ({ref['kl_base_ref_per_token']:.4f} per token; base entropy "
-        f"{ref['base_entropy']:.2f} nats).",
-        f"- Reference gold reward on the held-out prompts: {rg['gold']:.3f} ± {rg['gold_se']:.3f} ({rg['n']} samples; "
-        f"the base distribution's: {rg['base_gold']:.3f}); mean length {rg['length']:.2f} words. "
-        f"A run **collapses** when its final gold is below {rg['gold']:.3f}.",
-    ]
-    for seed, st in list(results["pairs"].items())[:1]:
-        lines.append(
-            f"- Pairs (seed {seed}; each training seed has its own pair set): {st['n_pairs']} pairs, Bradley–Terry labels "
-            f"at temperature {st['label_temperature']}; gold chosen {st['gold_chosen']:.2f} vs rejected "
-            f"{st['gold_rejected']:.2f}; length chosen {st['length_chosen']:.2f} vs rejected {st['length_rejected']:.2f}; "
-            f"{100 * st['ties']:.0f}% ties in gold; labels agree with the gold reward on {100 * st['agreement']:.1f}% of "
-            f"the others (BT expects {100 * st['expected_agreement']:.1f}%)."
-        )
-    return lines
-
-
 def _protocol_section(results: dict) -> list[str]:
     lines = ["", "## Protocol", "",
              "| regime | pairs | steps | lr | batch | eval every |", "| --- | --- | --- | --- | --- | --- |"]
@@ -179,12 +131,10 @@ def _block_section(results: dict, regime: str, beta: float, block: dict, main: b
         return lines
     lines += ["### Verdict (generated from the numbers above)", ""] + verdict(results, block) + [""]
     dpo = dpo_label(results["methods"])
-    model = is_model_world(results["config"]["world"])
-    table = (policy_table if model else mechanism_table)(results, regime, beta, dpo) if dpo else []
+    sections = report_for(results["config"]["world"])
+    table = sections.policy_table(results, regime, beta, dpo) if dpo else []
     if table:
-        note = ("Proxy: the label scorer's mean (n/a when it is the gold scorer). EOS: samples that ended within the "
-                "token limit." if model else _mechanism_note(results))
-        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + table + ["", note, ""]
+        lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + table + ["", sections.policy_note(results), ""]
     return lines
 
 
@@ -208,15 +158,14 @@ def write_report(results: dict, summary: dict, out: Path, plots: list[Path]) -> 
     report_beta = float(cfg["report_beta"])
     lines = ["# isdaa lab report", ""]
     lines += [_runs_line(results), ""]
-    lines += ["## The world", "", results["world"], "", _why(results), ""]
-    model = is_model_world(cfg["world"])
-    lines += (reference_lines(results) if model else _reference_section(results)) + _protocol_section(results)
-    lines += timing_lines(results) + [""] if model else []
+    sections = report_for(cfg["world"])
+    lines += ["## The world", "", results["world"], "", results.get("why") or sections.why(results), ""]
+    lines += sections.reference(results) + _protocol_section(results) + sections.after_protocol(results)
     for regime, by_beta in summary.items():
         for beta in sorted(by_beta, key=lambda b: (b != report_beta, b)):
             lines += _block_section(results, regime, beta, by_beta[beta], beta == report_beta)
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "## Files", "", MODEL_FILES_NOTE if model else FILES_NOTE]
+    lines += ["", "## Files", "", sections.files]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -18,7 +18,7 @@ identical pairs); a dropped pair is replaced by a fresh draw.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from isdaa.generation import sample_completions, score_logps
+from isdaa.generation import pairs_in_rounds, sample_completions, score_logps, write_pairs
 from isdaa.generation.pairs import bt_probability
 from isdaa.lab.world import World
 
@@ -66,8 +66,8 @@ def _sample_reference(model, tokenizer, prompts: list[str], *, max_new_tokens: i
     return prompt_ids, a, b, ok
 
 
-def _draw_pairs(world: World, model, tokenizer, rng: np.random.Generator, need: int, *, label_temperature: float,
-                seed: int, batch_size: int) -> list[dict]:
+def _draw_pairs(world: World, model, tokenizer, rng: np.random.Generator, need: int, seed: int, *,
+                label_temperature: float, batch_size: int) -> list[dict]:
     """One round: draw prompts and two reference samples each, keep up to `need` valid pairs, label them."""
     train_prompts = world.train_prompts()
     draw = need + max(8, int(0.03 * need))
@@ -119,23 +119,12 @@ def make_pairs(
     reward, the BT flip rate expected from the temperature)."""
     tokenizer = AutoTokenizer.from_pretrained(str(reference_dir))
     model = AutoModelForCausalLM.from_pretrained(str(reference_dir), use_safetensors=True).eval()
-    rng = np.random.default_rng(seed)
-    rows: list[dict] = []
-    round_ = 0
-    while len(rows) < n_pairs:
-        if round_ >= 50:
-            raise RuntimeError(
-                f"the reference at {reference_dir} produced only {len(rows)} valid pairs in 50 rounds (a valid sample "
-                f"ends with EOS within {world.params.max_len + 1} tokens and holds only words); is it trained?"
-            )
-        rows += _draw_pairs(world, model, tokenizer, rng, n_pairs - len(rows), label_temperature=label_temperature,
-                            seed=seed * 1_000_003 + round_, batch_size=batch_size)
-        round_ += 1
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    draw_round = functools.partial(_draw_pairs, world, model, tokenizer, label_temperature=label_temperature,
+                                   batch_size=batch_size)
+    rows = pairs_in_rounds(draw_round, n_pairs, seed=seed, max_rounds=50, who=f"the reference at {reference_dir}",
+                           why=f"a valid sample ends with EOS within {world.params.max_len + 1} tokens and holds only "
+                               f"words; is it trained?")
+    write_pairs(rows, out_path)
     return pair_stats(rows, label_temperature)
 
 
@@ -160,11 +149,3 @@ def pair_stats(rows: list[dict], label_temperature: float) -> dict:
         "expected_agreement": float(np.mean(bt_probability(np.maximum(gc, gr)[differ], np.minimum(gc, gr)[differ],
                                                            label_temperature))) if differ.any() else math.nan,
     }
-
-
-def write_eval_prompts(world: World, path: str | Path) -> Path:
-    """The held-out prompts (one per line)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(world.eval_prompts()) + "\n", encoding="utf-8")
-    return path

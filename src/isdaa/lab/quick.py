@@ -1,7 +1,7 @@
 """`isdaa lab --quick`: the same sweep, cut down to a smoke run that writes the same report shape — the first
 method, β and seed, the first regime cut to 10 steps of at most 4 pairs over 4 batches of pairs (2.5 epochs: on a
-real model the pairs and the steps are the slow stages) with 2 evaluations (step 0 and the end), at most 16
-held-out prompts (a model world), one worker, in `<output_dir>-quick`."""
+real model the pairs and the steps are the slow stages) with 2 evaluations (step 0 and the end), the world's own
+cut (a model world: at most 16 held-out prompts), one worker, in `<output_dir>-quick`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import dataclasses
 
 from isdaa.config import LabConfig
 from isdaa.lab.regimes import DEFAULT_METHODS, DEFAULT_REGIMES
+from isdaa.lab.worlds import world_type
 
 QUICK_STEPS = 10
 QUICK_BATCHES = 4
 QUICK_MAX_BATCH = 4
-QUICK_EVAL_PROMPTS = 16
 
 
 def quick_config(config: LabConfig) -> LabConfig:
@@ -22,10 +22,7 @@ def quick_config(config: LabConfig) -> LabConfig:
     regime.pop("epochs", None)
     batch = min(int(regime.get("batch_size", 32)), QUICK_MAX_BATCH)
     regime.update(n_pairs=QUICK_BATCHES * batch, batch_size=batch, max_steps=QUICK_STEPS, eval_every=QUICK_STEPS)
-    world = config.world
-    if world.kind == "model":
-        n = world.n_eval_prompts
-        world = dataclasses.replace(world, n_eval_prompts=min(n, QUICK_EVAL_PROMPTS) if n else QUICK_EVAL_PROMPTS)
+    world = world_type(config.world).quick(config.world)
     beta = float(config.betas[0]) if config.betas else config.report_beta
     return dataclasses.replace(
         config, world=world, methods=[dict((config.methods or DEFAULT_METHODS)[0])], regimes=[regime],

@@ -51,18 +51,10 @@ MODEL_WORLD_FIELDS = ("model", "prompts", "eval_prompts", "n_eval_prompts", "gol
                       "max_new_tokens", "batch_size")
 
 
-def world_settings(world) -> dict:
-    """The world config as a dict, without the model-world fields unless it is kind `model`."""
-    settings = dataclasses.asdict(world)
-    if settings["kind"] != "model":
-        for name in MODEL_WORLD_FIELDS:
-            settings.pop(name)
-    return settings
-
-
-def preparation_key(config, n_pairs: int) -> str:
-    """The fingerprint of what the reference, the behaviour policy and the pairs depend on."""
-    return fingerprint({"world": world_settings(config.world), "reference": dataclasses.asdict(config.reference),
+def preparation_key(world_settings: dict, config, n_pairs: int) -> str:
+    """The fingerprint of what the reference, the behaviour policy and the pairs depend on (`world_settings`: the
+    world's `settings()`)."""
+    return fingerprint({"world": world_settings, "reference": dataclasses.asdict(config.reference),
                         "pairs": dataclasses.asdict(config.pairs), "n_pairs": int(n_pairs)})
 
 
@@ -94,20 +86,21 @@ def save_prepared(out: Path, key: str, prepared: dict) -> Path:
     return write_json({"key": key, **prepared}, Path(out) / PREPARED)
 
 
-def spec_key(spec: dict) -> str:
-    """The fingerprint of one run: everything that decides its numbers."""
-    return fingerprint({k: spec[k] for k in ("meta", "train", "world", "eval_samples")})
+def spec_key(spec) -> str:
+    """The fingerprint of one run (a `RunSpec`): everything that decides its numbers."""
+    return fingerprint({"meta": spec.meta(), "train": spec.train_keys, "world": spec.world,
+                        "eval_samples": spec.eval_samples})
 
 
-def load_record(spec: dict) -> dict | None:
+def load_record(spec) -> dict | None:
     """The finished run's record when its fingerprint is this spec's, else None."""
-    rec = _read_json(Path(spec["train"]["output_dir"]) / RECORD)
+    rec = _read_json(spec.run_dir / RECORD)
     if not rec or rec.get("spec_key") != spec_key(spec):
         return None
     rec.pop("spec_key")
     return rec
 
 
-def save_record(spec: dict, record: dict) -> Path:
+def save_record(spec, record: dict) -> Path:
     """Write the run's `record.json` with its spec's fingerprint."""
-    return write_json({**record, "spec_key": spec_key(spec)}, Path(spec["train"]["output_dir"]) / RECORD)
+    return write_json({**record, "spec_key": spec_key(spec)}, spec.run_dir / RECORD)

@@ -66,15 +66,11 @@ JUNK: tuple[str, ...] = ("um", "uh", "like", "basically", "literally", "whatever
 HELD_OUT_STYLE = "again"
 
 
-# The world's numbers: one definition, shared with the lab's config tree (`lab.world` in YAML).
-WorldParams = LabWorldConfig
-
-
 class World:
     """Topics, the base distribution and the gold reward. Deterministic: no hidden randomness."""
 
-    def __init__(self, params: WorldParams | None = None, **kwargs):
-        p = params or WorldParams(**kwargs)
+    def __init__(self, params: LabWorldConfig | None = None, **kwargs):
+        p = params or LabWorldConfig(**kwargs)
         if not 0 < p.p_target < 1:
             raise ValueError(f"p_target must be in (0, 1), got {p.p_target}")
         if not 0 < p.p_stop < 1:
@@ -224,7 +220,7 @@ class World:
         return WHY_OVEROPTIMIZES[self.params.kind]
 
 
-def _length_text(p: WorldParams) -> str:
+def _length_text(p: LabWorldConfig) -> str:
     if p.min_len == p.max_len:
         return f"exactly {p.max_len} words"
     mean_len = p.min_len + sum((1 - p.p_stop) ** i for i in range(1, p.max_len - p.min_len + 1))
@@ -233,7 +229,7 @@ def _length_text(p: WorldParams) -> str:
             f"{p.max_len} words")
 
 
-def _check_kind(p: WorldParams) -> None:
+def _check_kind(p: LabWorldConfig) -> None:
     """ValueError when a kind lacks what defines it (junk words, a behaviour policy that differs)."""
     if p.kind == "junk" and not (p.junk_words and p.p_junk > 0 and p.junk_penalty > 0):
         raise ValueError("world kind 'junk' needs junk_words >= 1, p_junk > 0 and junk_penalty > 0")

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from isdaa.config import TrainConfig
-from isdaa.training.runlog import read_metrics
+from isdaa.runtime import read_metrics
 
 __all__ = ["RunFacts", "model_card", "run_facts", "data_sha256"]
 

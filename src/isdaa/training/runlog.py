@@ -13,7 +13,6 @@ from pathlib import Path
 
 from isdaa.config import config_yaml
 from isdaa.runtime import atomic_write_text, failing_write, json_ready
-from isdaa.runtime import read_metrics  # the reader of what MetricsLog writes, shared with eval
 
 RESUME_ADVICE = "free space, then run the same command to resume from the newest checkpoint"
 
