@@ -47,7 +47,7 @@ from isdaa.lab.regimes import regime_overrides, regime_steps, resolve_methods, r
 from isdaa.lab.sft import train_reference
 from isdaa.lab.world import World, WorldParams
 from isdaa.runtime import atomic_write_text
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 
 def say(message: str) -> None:
@@ -94,7 +94,7 @@ def run_one(spec: dict) -> dict:
         evals = evaluator.evals
         shutil.rmtree(run_dir, ignore_errors=True)
         cfg = load_config(TrainConfig, None, spec["train"])
-        train(cfg, callbacks=[evaluator])
+        fit(cfg, callbacks=[evaluator])
     except RunInterrupted as exc:  # a lab run is not resumed from its checkpoint: it runs again
         raise RunInterrupted(f"lab: {exc.event} in run {meta['method']} β={meta['beta']} seed={meta['seed']}; the finished "
                              f"runs are kept: run the same command to go on (this run starts again)",
