@@ -12,7 +12,6 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
-from isdaa.errors import InputError, RunInterrupted, TrainingStopped
+from isdaa.errors import InputError
 from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput
@@ -43,7 +42,8 @@ from isdaa.training.reference_cache import attach_reference_logps, cached_refere
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
-from isdaa.training.signals import StopSignals, exit_code, stop_event, stop_message
+from isdaa.training.signals import StopSignals
+from isdaa.training.stopping import StopRequest, bad_steps_stop, signal_stop
 
 # Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
 # on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
@@ -72,15 +72,6 @@ class StepOutcome:
     grad_norm: torch.Tensor | float  # before clipping
     finite: bool  # False: the step was skipped on every process
     seconds: float
-
-
-@dataclass
-class StopRequest:
-    """Why the loop stops after a step: a callback's `reason` (the run then finishes normally: the last
-    evaluation, `final/`), or `error(checkpoint)`, raised once the step's checkpoint is written (no `final/`)."""
-
-    reason: str | None = None
-    error: Callable[[Path], Exception] | None = None
 
 
 def _pair_logps(model, batch) -> dict:
@@ -131,8 +122,8 @@ class Trainer:
         self.plan = make_plan(self.acc, config)  # DDP / Accelerate's plugins, or isdaa's FSDP2 (parallel.py)
         self.global_batch = config.batch_size * self.acc.num_processes * config.grad_accum
         self.signals = StopSignals()
-        self.log_due = Cadence(config.log_every, at_last=True)
-        self.checkpoint_due, self.eval_due = Cadence(config.save_every), Cadence(config.eval_every)
+        self.log_cadence = Cadence(config.log_every, at_last=True)
+        self.checkpoint_cadence, self.eval_cadence = Cadence(config.save_every), Cadence(config.eval_every)
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -149,7 +140,7 @@ class Trainer:
             while state.step < last and self.stop_reason is None:
                 self._enter_epoch()
                 outcome = self.optimizer_step()
-                if self.log_due.due(state.step, last=last) or not outcome.finite:
+                if self.log_cadence.due(state.step, last=last) or not outcome.finite:
                     self.log_step(state.step, outcome, bar)
                 bar.update(1)
                 self.end_step(state.step)
@@ -251,34 +242,16 @@ class Trainer:
         """After optimizer step `step`: a stop for too many non-finite steps in a row or a stop signal; else
         the checkpoint and evaluation when due (the last step's are left to `finish`), the `on_step_end` hook
         and a stop if a callback asked for one."""
-        stop = self._bad_steps_stop(step) or self._signal_stop(step)
+        stop = bad_steps_stop(self.state, self.cfg.max_bad_steps) or signal_stop(
+            self.signals, self.acc, step, self.total_steps)
         if stop is None:
-            if self.checkpoint_due.due(step, last=self.total_steps):
+            if self.checkpoint_cadence.due(step, last=self.total_steps):
                 self.save_checkpoint()
-            if self.eval_due.due(step, last=self.total_steps):
+            if self.eval_cadence.due(step, last=self.total_steps):
                 self.evaluate(step)
             stop = self._callback_stop(step)
         if stop is not None:
             self.stop(step, stop)
-
-    def _bad_steps_stop(self, step: int) -> StopRequest | None:
-        streak = self.state.bad_streak
-        if streak < self.cfg.max_bad_steps:
-            return None
-        return StopRequest(error=lambda path: TrainingStopped(
-            f"stopped at step {step}: {streak} consecutive steps with a non-finite loss or gradient "
-            f"(checkpoint saved to {path}); lower the learning rate or check the data"))
-
-    def _signal_stop(self, step: int) -> StopRequest | None:
-        """After a SIGTERM / SIGUSR1 / Ctrl-C on any process (the same step on all): `RunInterrupted` (exit 128 +
-        the signal number). At the last step the run just finishes."""
-        if step >= self.total_steps:
-            return None
-        signum = self.signals.received_by_any(self.acc)
-        if signum is None:
-            return None
-        return StopRequest(error=lambda path: RunInterrupted(
-            stop_message(signum, step, path), exit_code(signum), event=stop_event(signum, step)))
 
     def _callback_stop(self, step: int) -> StopRequest | None:
         """The `on_step_end` hook on every process, then the stop a callback asked for on any process."""
@@ -297,7 +270,7 @@ class Trainer:
         `metrics.jsonl` and `TrainResult.stop_reason`, and the loop ends (`finish` evaluates and writes `final/`)."""
         finishes, last = request.error is None, self.total_steps
         path = ckpt.checkpoint_dir(self.run_dir) / f"step-{step}"
-        if not (finishes and (step >= last or self.checkpoint_due.due(step, last=last))):
+        if not (finishes and (step >= last or self.checkpoint_cadence.due(step, last=last))):
             path = self.save_checkpoint()
         if not finishes:
             raise request.error(path)
