@@ -12,7 +12,7 @@ import contextlib
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,6 @@ from transformers.utils import logging as hf_logging
 from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
-from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput
 from isdaa.training import checkpoint as ckpt
@@ -38,7 +37,7 @@ from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.objective import run_objective
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
-from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
+from isdaa.training.run_models import load_run_models
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
@@ -339,7 +338,9 @@ class Trainer:
         """Models, reference log-probs, optimizer and schedule, resume state, run log and config, the
         `on_train_begin` hook, and the step-0 evaluation of a fresh run."""
         cfg, acc = self.cfg, self.acc
-        self._load_models()
+        self.policy, self.reference, self.inputs = load_run_models(cfg, self.inputs, acc,
+                                                                   shared_prompt=self.shared_prompt,
+                                                                   progress=self._bars())
         self.steps_per_epoch = len(self.inputs.train) // self.global_batch
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         self.policy, self.reference, self.optimizer, self.scheduler = self.plan.prepare(
@@ -364,43 +365,6 @@ class Trainer:
             stop = self._callback_stop(0)
             if stop is not None:
                 self.stop(0, stop)
-
-    def _load_models(self) -> None:
-        """The policy (with its LoRA adapter) and the frozen reference: none under LoRA (the policy with
-        its adapter disabled), none once every example carries precomputed reference log-probs."""
-        cfg = self.cfg
-        policy = load_policy(cfg.model, seed=cfg.seed)
-        if cfg.lora.enabled:
-            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.seed)
-            reference = None
-        else:
-            reference = frozen_copy(policy)
-        if cfg.precompute_ref:
-            self._precompute_reference_logps(policy, reference)
-            if reference is not None and self._all_have_ref():
-                reference = None
-        if reference is not None:
-            reference.to(self.acc.device)
-        self.policy, self.reference = policy, reference
-
-    def _precompute_reference_logps(self, policy, reference) -> None:
-        """Reference log-probs of the train and eval examples, computed once (or read from the cache), on copies
-        of the examples that replace them in `self.inputs`."""
-        for part in ("train", "eval"):
-            examples = getattr(self.inputs, part)
-            if not examples or all(e.ref_chosen_logps is not None for e in examples):
-                continue
-            model = reference if reference is not None else policy
-            adapter_off = policy.disable_adapter() if reference is None else contextlib.nullcontext()
-            bar = tqdm(total=len(examples), desc="reference log-probs", disable=not self._bars(), leave=False)
-            with self.acc.main_process_first(), adapter_off:
-                chosen, rejected, _ = cached_reference_logps(
-                    model.to(self.acc.device), examples, cache_dir=self.inputs.ref_cache_dir,
-                    model_id=self.inputs.model_id, pad_token_id=self.pad, batch_size=self.cfg.eval_batch_size,
-                    progress=bar, prompt_sharing=self.shared_prompt,
-                )
-            bar.close()
-            self.inputs = replace(self.inputs, **{part: attach_reference_logps(examples, chosen, rejected)})
 
     def _resume(self) -> LoopState:
         """A fresh loop state, or the one of the checkpoint to resume from, loaded with its model, optimizer,
@@ -448,9 +412,6 @@ class Trainer:
 
     def _bars(self) -> bool:
         return self.cfg.progress and self.acc.is_local_main_process
-
-    def _all_have_ref(self) -> bool:
-        return all(e.ref_chosen_logps is not None for e in self.inputs.train + self.inputs.eval)
 
 
 def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
