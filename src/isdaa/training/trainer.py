@@ -51,8 +51,8 @@ MIN_SHARED_PROMPT_TOKENS = 64
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the run directory, `final/`, the step count, how many steps were skipped
-    (non-finite), and the metrics logged by this process (`metrics.jsonl` holds those of earlier runs too)."""
+    """What `fit` (and `isdaa.train`) returns: the run directory, `final/`, the step count, how many steps were
+    skipped (non-finite), and the metrics logged by this process (`metrics.jsonl` holds those of earlier runs too)."""
 
     output_dir: Path
     final_dir: Path | None
