@@ -10,11 +10,11 @@ __version__ = "0.1.0"
 
 def train(config, **kwargs):
     """Train a policy with a (weighted) DAA objective, with the config's in-run monitor and, at the end, its
-    plots; see `isdaa.training.run.train_with_monitor` (the loop itself: `isdaa.training.trainer.train`)."""
+    plots; see `isdaa.training.run.train` (the bare loop: `isdaa.training.trainer.fit`)."""
     # lazy: `import isdaa.objectives` (pure torch) must not load transformers and accelerate through this façade
-    from isdaa.training.run import train_with_monitor
+    from isdaa.training.run import train as _train
 
-    return train_with_monitor(config, **kwargs)
+    return _train(config, **kwargs)
 
 
 def evaluate(config, **kwargs):

@@ -222,7 +222,7 @@ def test_a_signal_during_a_lab_run_says_that_the_run_starts_again(tmp_path, monk
     def preempted(cfg, callbacks=()):  # what the trainer raises on a SIGTERM at step 3
         raise RunInterrupted(stop_message(signal.SIGTERM, 3, "ckpt"), 143, event=stop_event(signal.SIGTERM, 3))
 
-    monkeypatch.setattr(pool, "train", preempted)
+    monkeypatch.setattr(pool, "fit", preempted)
     with pytest.raises(RunInterrupted) as info:
         run_lab(_tiny_config(tmp_path / "lab"), progress=None)
     message = str(info.value)

@@ -109,7 +109,7 @@ def test_smollm2_prepare_pairs_train_reload_eval(tmp_path):
     from isdaa.generation import registered_scorers
     from isdaa.modeling.loading import load_policy, load_tokenizer
     from isdaa.generation.pairs import generate_pairs, write_pairs
-    from isdaa.training.trainer import train
+    from isdaa.training.trainer import fit
 
     torch.set_num_threads(1)
     model_dir = prepare.prepare_smollm2()  # the user cache ($ISDAA_CACHE or ~/.cache/isdaa): converted once
@@ -143,7 +143,7 @@ def test_smollm2_prepare_pairs_train_reload_eval(tmp_path):
         "data.train_file": str(data), "data.max_length": 128, "data.max_prompt_length": 96, "objective.weighting": "is", "objective.beta": 0.1,
         "optim.lr": 1e-3,
     })
-    result = train(cfg)
+    result = fit(cfg)
     assert result.steps == 3 and result.skipped_steps == 0
     final = result.final_dir
     merged = AutoModelForCausalLM.from_pretrained(str(final)).eval()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from isdaa.runtime import write_json
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def _assert_durable(log: list, dst: Path) -> None:
 
 def test_checkpoint_final_and_cache_are_fsynced_before_their_rename(tiny_config, tmp_path, calls):
     run = tmp_path / "run"
-    train(tiny_config(output_dir=str(run), max_steps=4, save_every=2))
+    fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2))
     _assert_durable(calls, run / "checkpoints" / "step-2")
     _assert_durable(calls, run / "final")
     (cache,) = (run / "ref-cache").iterdir()

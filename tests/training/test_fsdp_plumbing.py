@@ -19,7 +19,7 @@ from isdaa.cli import main
 from isdaa.errors import InputError, RunInterrupted
 from isdaa.training import sharding
 from isdaa.training.parallel import make_plan
-from isdaa.training.trainer import Trainer, train
+from isdaa.training.trainer import Trainer, fit
 
 
 class StopAt:
@@ -48,9 +48,9 @@ def test_one_process_fsdp2_trains_as_accelerate(tiny_config, tmp_path):
     """Sharded over one process, the weights after 4 steps (grad_accum 2, clipping active) equal the plain run's;
     the checkpoint is torch.distributed.checkpoint's, and the process group formed for the run is gone after it."""
     common = {"max_steps": 4, "batch_size": 4, "grad_accum": 2, "save_every": 2, "optim.max_grad_norm": 0.1}
-    plain = train(tiny_config(output_dir=str(tmp_path / "plain"), **common))
+    plain = fit(tiny_config(output_dir=str(tmp_path / "plain"), **common))
     probe = ShardedParameters()
-    sharded = train(tiny_config(output_dir=str(tmp_path / "fsdp2"), distributed="fsdp2", **common), callbacks=[probe])
+    sharded = fit(tiny_config(output_dir=str(tmp_path / "fsdp2"), distributed="fsdp2", **common), callbacks=[probe])
     assert probe.sharded
     assert not dist.is_initialized()
     a, b = _final(plain.output_dir), _final(sharded.output_dir)
@@ -66,8 +66,8 @@ def test_one_process_fsdp2_lora_trains_as_accelerate(tiny_config, tmp_path):
     """LoRA sharded over one process: the same merged `final/` and adapter as the plain LoRA run; the reference
     (the adapter disabled) and the adapter-only optimizer go through the sharded model."""
     common = {"max_steps": 2, "lora.enabled": True, "optim.lr": 1e-2, "precompute_ref": False}
-    plain = train(tiny_config(output_dir=str(tmp_path / "plain"), **common))
-    sharded = train(tiny_config(output_dir=str(tmp_path / "fsdp2"), distributed="fsdp2", **common))
+    plain = fit(tiny_config(output_dir=str(tmp_path / "plain"), **common))
+    sharded = fit(tiny_config(output_dir=str(tmp_path / "fsdp2"), distributed="fsdp2", **common))
     for part in ("model.safetensors", "adapter/adapter_model.safetensors"):
         a, b = (load_file(str(r.output_dir / "final" / part)) for r in (plain, sharded))
         assert a.keys() == b.keys()
@@ -79,8 +79,8 @@ def test_fsdp2_bf16_computes_in_bf16_and_keeps_fp32_weights(tiny_config, tmp_pat
     """bf16 under fsdp2 (FSDP2's MixedPrecisionPolicy): the run differs from fp32 by bf16 rounding only, and
     `final/` holds the fp32 master weights."""
     common = {"max_steps": 3, "distributed": "fsdp2"}
-    fp32 = _final(train(tiny_config(output_dir=str(tmp_path / "fp32"), **common)).output_dir)
-    bf16 = _final(train(tiny_config(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16", **common)).output_dir)
+    fp32 = _final(fit(tiny_config(output_dir=str(tmp_path / "fp32"), **common)).output_dir)
+    bf16 = _final(fit(tiny_config(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16", **common)).output_dir)
     assert all(v.dtype == torch.float32 for v in bf16.values())
     gap = max((fp32[k] - bf16[k]).abs().max().item() for k in fp32)
     assert 0 < gap < 1e-2, gap
@@ -90,11 +90,11 @@ def test_one_process_resume_from_a_sharded_checkpoint_is_exact(tiny_config, tmp_
     """Stopped by SIGTERM after step 2 (checkpoint), then run again: the final weights and the losses of every
     step are those of the uninterrupted run, bit for bit."""
     common = {"max_steps": 4, "save_every": 2, "distributed": "fsdp2", "optim.scheduler": "cosine"}
-    whole = train(tiny_config(output_dir=str(tmp_path / "whole"), **common))
+    whole = fit(tiny_config(output_dir=str(tmp_path / "whole"), **common))
     run = tmp_path / "stopped"
     with pytest.raises(RunInterrupted):
-        train(tiny_config(output_dir=str(run), **common), callbacks=[StopAt(2)])
-    resumed = train(tiny_config(output_dir=str(run), **common))
+        fit(tiny_config(output_dir=str(run), **common), callbacks=[StopAt(2)])
+    resumed = fit(tiny_config(output_dir=str(run), **common))
     a, b = _final(whole.output_dir), _final(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["loss"] for h in whole.history[2:]] == [h["loss"] for h in resumed.history]
@@ -104,9 +104,9 @@ def test_fsdp2_refuses_a_checkpoint_of_accelerate(tiny_config, tmp_path):
     """A checkpoint written by `distributed: accelerate` holds no sharded state: one InputError line."""
     run = tmp_path / "run"
     with pytest.raises(RunInterrupted):
-        train(tiny_config(output_dir=str(run), max_steps=4, save_every=2), callbacks=[StopAt(2)])
+        fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2), callbacks=[StopAt(2)])
     with pytest.raises(InputError, match=r"option resume: checkpoint .*step-2 cannot be loaded \(.*no sharded state"):
-        train(tiny_config(output_dir=str(run), max_steps=4, save_every=2, distributed="fsdp2"))
+        fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2, distributed="fsdp2"))
 
 
 @pytest.mark.parametrize("options, says", [
@@ -136,7 +136,7 @@ def test_fsdp2_under_an_accelerate_fsdp_or_deepspeed_launch_is_refused(tiny_conf
         make_plan(accelerator, tiny_config(distributed="fsdp2"))
     monkeypatch.setenv(f"ACCELERATE_USE_{kind.value}", "true")
     with pytest.raises(InputError, match=says):
-        train(tiny_config(distributed="fsdp2", output_dir=str(tmp_path / "run")))
+        fit(tiny_config(distributed="fsdp2", output_dir=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
 
 
@@ -154,5 +154,5 @@ def test_the_trainer_builds_its_accelerator_without_autocast_under_fsdp2(tiny_co
     monkeypatch.setattr(Trainer, "setup", lambda self: seen.update(precision=self.acc.mixed_precision,
                                                                     plan=type(self.plan).__name__))
     monkeypatch.setattr(Trainer, "_train_and_finish", lambda self: self.plan.close())
-    train(tiny_config(distributed="fsdp2", mixed_precision="bf16"))
+    fit(tiny_config(distributed="fsdp2", mixed_precision="bf16"))
     assert seen == {"precision": "no", "plan": "ShardedPlan"}

@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY_INIT, WORDS
 from isdaa.cli import main
 from isdaa.runtime import DirectoryLock
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 # another run holding the lock, as `DirectoryLock.acquire` takes it (without importing torch: starts in 50 ms)
 _HOLDER = r"""
@@ -101,10 +101,10 @@ def test_the_lock_is_held_during_the_run_and_released_after(tiny_config, tmp_pat
         def on_log(self, step, metrics):
             seen.append(DirectoryLock(run).acquire())
 
-    train(tiny_config(output_dir=str(run), max_steps=2), callbacks=[TryLock()])
+    fit(tiny_config(output_dir=str(run), max_steps=2), callbacks=[TryLock()])
     assert seen == [f"process {os.getpid()}"] * 2
     assert not (run / DirectoryLock.NAME).exists()
-    train(tiny_config(output_dir=str(run), max_steps=2, overwrite=True, resume="never"))
+    fit(tiny_config(output_dir=str(run), max_steps=2, overwrite=True, resume="never"))
 
 
 def test_plots_are_written_while_the_lock_is_held(tiny_config, tmp_path, monkeypatch):
@@ -114,7 +114,7 @@ def test_plots_are_written_while_the_lock_is_held(tiny_config, tmp_path, monkeyp
 
     run, seen = tmp_path / "run", []
     monkeypatch.setattr(training_run, "plot_runs", lambda dirs: seen.append(DirectoryLock(dirs[0]).acquire()))
-    training_run.train_with_monitor(tiny_config(output_dir=str(run), max_steps=1, plots=True))
+    training_run.train(tiny_config(output_dir=str(run), max_steps=1, plots=True))
     assert seen == [f"process {os.getpid()}"]
 
 
@@ -126,12 +126,12 @@ def test_refused_start_leaves_the_directory_as_it_was(tiny_config, tmp_path, cap
     (run / "notes.txt").write_text("mine")
     before = _snapshot(run)
     with pytest.raises(Exception, match="is not empty and holds no checkpoint"):
-        train(tiny_config(output_dir=str(run)))
+        fit(tiny_config(output_dir=str(run)))
     assert _snapshot(run) == before
 
     fresh = tmp_path / "fresh"
     with pytest.raises(Exception, match="is not a complete checkpoint"):
-        train(tiny_config(output_dir=str(fresh), resume=str(tmp_path / "nowhere")))
+        fit(tiny_config(output_dir=str(fresh), resume=str(tmp_path / "nowhere")))
     assert not fresh.exists()
 
 

@@ -10,7 +10,7 @@ import yaml
 from isdaa.config import TrainConfig, load_config
 from isdaa.training.model_card import RunFacts, data_sha256, model_card, run_facts
 from isdaa.runtime import read_metrics
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 
 def _split(card: str) -> tuple[dict, str]:
@@ -77,7 +77,7 @@ def test_data_hash_of_a_directory_follows_its_files(tmp_path):
 
 def test_training_writes_the_card_into_final(tiny_config, pairs_file):
     cfg = tiny_config(**{"objective.weighting": "is", "max_steps": 3})
-    result = train(cfg)
+    result = fit(cfg)
     meta, body = _split((result.final_dir / "README.md").read_text())
     assert meta["library_name"] == "transformers" and "base_model" not in meta  # model.init: no base model
     assert meta["tags"][:3] == ["dpo", "isdaa", "sigmoid"] and "importance-sampling" in meta["tags"]

@@ -28,7 +28,7 @@ from isdaa.config import TrainConfig, load_config
 from isdaa.errors import RunInterrupted
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.signals import StopSignals
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 STEPS = 8
 
@@ -71,7 +71,7 @@ def uninterrupted(tmp_path_factory, tokenizer_dir, pairs_file):
         return _config(run_dir, tokenizer_dir, pairs_file)
 
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    train(config(run))
+    fit(config(run))
     return config, _final(run)
 
 
@@ -87,7 +87,7 @@ def test_signal_saves_the_step_and_resume_is_exact(signum, code, what, uninterru
     run = tmp_path / "run"
     before = signal.getsignal(signum)
     with pytest.raises(RunInterrupted) as stopped:
-        train(config(run), callbacks=[SignalAt(at, signum)])
+        fit(config(run), callbacks=[SignalAt(at, signum)])
     assert signal.getsignal(signum) is before  # the handler is put back
     path = run / "checkpoints" / f"step-{at}"
     assert stopped.value.exit_code == code
@@ -95,7 +95,7 @@ def test_signal_saves_the_step_and_resume_is_exact(signum, code, what, uninterru
     assert ckpt.list_checkpoints(run) == [(at, path)] and ckpt.read_state(path)["step"] == at
     assert not (run / "final").exists()
 
-    result = train(config(run))  # the same call again: resumes from the signal's checkpoint
+    result = fit(config(run))  # the same call again: resumes from the signal's checkpoint
     assert result.steps == STEPS
     _assert_equal_weights(_final(run), reference)
 
@@ -122,7 +122,7 @@ def test_cli_prints_one_line_and_exits_143(tmp_path, tokenizer_dir, pairs_file, 
 def test_signal_at_the_last_step_just_finishes(uninterrupted, tmp_path):
     """Nothing is left to resume after the last step: the run writes `final/` and returns normally."""
     config, reference = uninterrupted
-    result = train(config(tmp_path / "run"), callbacks=[SignalAt(STEPS, signal.SIGTERM)])
+    result = fit(config(tmp_path / "run"), callbacks=[SignalAt(STEPS, signal.SIGTERM)])
     assert result.steps == STEPS and ckpt.list_checkpoints(tmp_path / "run") == []
     _assert_equal_weights(_final(tmp_path / "run"), reference)
 

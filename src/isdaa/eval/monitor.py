@@ -1,7 +1,7 @@
 """The in-run monitor: while a run trains, the policy's sampled KL to the reference and its gold reward, a KL
 budget, the best checkpoint — and an alarm when the importance weights collapse.
 
-Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.run.train_with_monitor`
+Two trainer callbacks (`isdaa.training.callbacks`), attached by `isdaa.training.run.train`
 (what `isdaa.train` and `isdaa train` run):
 
 - `Monitor` (`monitor.every > 0`), hook `on_step_end` on every process: at step 0, every `monitor.every`

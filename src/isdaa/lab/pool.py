@@ -1,4 +1,4 @@
-"""Running a lab sweep's runs: each one an `isdaa.training.trainer.train` with its world's evaluator, in this
+"""Running a lab sweep's runs: each one an `isdaa.training.trainer.fit` with its world's evaluator, in this
 process or on a pool of worker processes (one torch thread each); a finished run's record is saved in its
 directory, so a sweep run again skips it."""
 
@@ -17,7 +17,7 @@ from isdaa.lab import store
 from isdaa.lab.spec import RunSpec
 from isdaa.lab.workers import init_worker
 from isdaa.lab.worlds import world_for
-from isdaa.training.trainer import train
+from isdaa.training.trainer import fit
 
 __all__ = ["run_one", "run_all"]
 
@@ -34,7 +34,7 @@ def run_one(spec: RunSpec) -> dict:
         evaluator = world_for(LabWorldConfig(**spec.world)).evaluator(spec)
         evals = evaluator.evals
         shutil.rmtree(run_dir, ignore_errors=True)
-        train(spec.train, callbacks=[evaluator])
+        fit(spec.train, callbacks=[evaluator])
     except RunInterrupted as exc:  # a lab run is not resumed from its checkpoint: it runs again
         raise RunInterrupted(f"lab: {exc.event} in run {spec.method} β={spec.beta} seed={spec.seed}; the finished "
                              f"runs are kept: run the same command to go on (this run starts again)",

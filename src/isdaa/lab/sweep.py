@@ -1,6 +1,6 @@
 """The lab sweep: world → reference → pairs → methods × β × seeds × regimes through `isdaa.train`.
 
-Every run is an ordinary training run (`isdaa.training.trainer.train`) with its world's evaluator as a callback:
+Every run is an ordinary training run (`isdaa.training.trainer.fit`) with its world's evaluator as a callback:
 at step 0, every `eval_every` steps and at the end it samples `eval_samples` completions per held-out prompt from
 the policy (temperature 1, no top-p), scores them under the policy and the frozen reference, and records the KL
 (k1 and k3, SE clustered by prompt), the gold reward and the world's own measures; from `on_log` it keeps the

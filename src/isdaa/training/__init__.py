@@ -1,4 +1,6 @@
-"""One training run: `setup` (validation before anything is written), `trainer` (the loop: set-up, one
-optimizer step, log, save, finish; the objective is built once by `setup`), `optimizer`, `data_order`
-(the seeded epoch order), `reference_cache`, `checkpoint`, `final_model`, `runlog` (`metrics.jsonl`),
-`callbacks` (the hooks the loop calls), `runtime` (threads, process group, atomic writes)."""
+"""One training run: `run` (`train`: the loop with the in-run monitor and the plots), `setup` (validation before
+anything is written; builds the objective once), `trainer` (`fit`, the bare loop: set-up, one optimizer step, log,
+save, finish), `loop_state` (the counters a checkpoint saves), `cadence` (when work is due), `stopping` (why a run
+stops early), `run_models` (the run's policy and reference), `optimizer`, `data_order` (the seeded epoch order),
+`reference_cache`, `checkpoint`, `final_model`, `runlog` (`metrics.jsonl`), `callbacks` (the hooks the loop
+calls)."""

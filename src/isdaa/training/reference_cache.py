@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -127,8 +128,8 @@ def read_cache(path: Path, n: int) -> tuple[dict | None, str]:
     return stored, ""
 
 
-def attach_reference_logps(examples, chosen, rejected) -> None:
-    """Store the reference log-probs on the examples (so collate carries them into batches)."""
-    for ex, c, r in zip(examples, chosen.tolist(), rejected.tolist()):
-        ex.ref_chosen_logps = c
-        ex.ref_rejected_logps = r
+def attach_reference_logps(examples, chosen, rejected) -> list:
+    """Copies of the examples carrying the reference log-probs (so collate carries them into batches); the
+    examples given are left as they are."""
+    return [replace(ex, ref_chosen_logps=c, ref_rejected_logps=r)
+            for ex, c, r in zip(examples, chosen.tolist(), rejected.tolist())]

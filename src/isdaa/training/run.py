@@ -1,6 +1,7 @@
 """A training run as `isdaa.train` and `isdaa train` run it: the trainer with the in-run monitor attached
 (`isdaa.eval.monitor`, from the config's `monitor:` section) and, at the end, `plots/` and `summary.md`
-(`isdaa.eval.run_plots`; `plots: false` turns them off). The lab calls the trainer itself: no monitor, no plots.
+(`isdaa.eval.run_plots`; `plots: false` turns them off). The lab calls the bare loop, `isdaa.training.trainer.fit`:
+no monitor, no plots.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 from isdaa.config import TrainConfig
 from isdaa.eval.monitor import check_monitor, monitor_callbacks
 from isdaa.eval.run_plots import plot_runs
-from isdaa.training.trainer import TrainResult, train
+from isdaa.training.trainer import TrainResult, fit
 
-__all__ = ["train_with_monitor"]
+__all__ = ["train"]
 
 
 class RunPlots:
@@ -21,8 +22,8 @@ class RunPlots:
         plot_runs([result.output_dir])
 
 
-def train_with_monitor(config: TrainConfig, *, callbacks=()) -> TrainResult:
+def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
     """Check the monitor's options and prompts, train with the monitor's callbacks before `callbacks` and (when
     `config.plots`) `RunPlots` after them. InputError before anything is written."""
     watchers = monitor_callbacks(config, check_monitor(config))
-    return train(config, callbacks=[*watchers, *callbacks, *([RunPlots()] if config.plots else [])])
+    return fit(config, callbacks=[*watchers, *callbacks, *([RunPlots()] if config.plots else [])])

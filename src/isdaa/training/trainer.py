@@ -24,22 +24,24 @@ from transformers.utils import logging as hf_logging
 
 from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
-from isdaa.errors import InputError, RunInterrupted, TrainingStopped
-from isdaa.modeling.loading import apply_lora, frozen_copy, load_policy
+from isdaa.errors import InputError
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput, PairLogps
 from isdaa.training import checkpoint as ckpt
+from isdaa.training.cadence import Cadence
 from isdaa.training.callbacks import RunHandle, call_hook, has_hook, requested_stop
 from isdaa.training.data_order import epoch_batches
 from isdaa.training.final_model import save_final
+from isdaa.training.loop_state import LoopState
 from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
-from isdaa.training.reference_cache import attach_reference_logps, cached_reference_logps
+from isdaa.training.run_models import load_run_models
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
-from isdaa.training.signals import StopSignals, exit_code, stop_event, stop_message
+from isdaa.training.signals import StopSignals
+from isdaa.training.stopping import StopRequest, bad_steps_stop, signal_stop
 
 # Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
 # on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
@@ -48,8 +50,8 @@ MIN_SHARED_PROMPT_TOKENS = 64
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the run directory, `final/`, the step count, how many steps were skipped
-    (non-finite), and the metrics logged by this process (`metrics.jsonl` holds those of earlier runs too)."""
+    """What `fit` (and `isdaa.train`) returns: the run directory, `final/`, the step count, how many steps were
+    skipped (non-finite), and the metrics logged by this process (`metrics.jsonl` holds those of earlier runs too)."""
 
     output_dir: Path
     final_dir: Path | None
@@ -92,8 +94,9 @@ def _use_shared_prompt(config: TrainConfig, train_examples) -> bool:
 
 
 class Trainer:
-    """One run on validated inputs: `run` = `setup`, then `optimizer_step` (+ `log_step`, `after_step`)
-    up to the last step, then `finish`. Callback hooks: `isdaa.training.callbacks.Callback`."""
+    """One run on validated inputs: `run` = `setup`, then `optimizer_step` (+ `log_step`, `end_step`)
+    up to the last step or a stop (`stop`), then `finish`. The loop's counters: `state` (`LoopState`).
+    Callback hooks: `isdaa.training.callbacks.Callback`."""
 
     def __init__(self, config: TrainConfig, inputs: RunInputs, callbacks=()):
         self.cfg = config
@@ -117,6 +120,8 @@ class Trainer:
         self.plan = make_plan(self.acc, config)  # DDP / Accelerate's plugins, or isdaa's FSDP2 (parallel.py)
         self.global_batch = config.batch_size * self.acc.num_processes * config.grad_accum
         self.signals = StopSignals()
+        self.log_cadence = Cadence(config.log_every, at_last=True)
+        self.checkpoint_cadence, self.eval_cadence = Cadence(config.save_every), Cadence(config.eval_every)
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -126,21 +131,19 @@ class Trainer:
             return self._train_and_finish()
 
     def _train_and_finish(self) -> TrainResult:
-        """Train from the first step not done yet up to the last, and finish."""
-        bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", disable=not self._bars(),
-                   dynamic_ncols=True)
-        for step in range(self.start_step, self.total_steps):
-            if self.stop_reason is not None:
-                break
-            epoch = self._enter_epoch(step)
-            outcome = self.optimizer_step()
-            done = step + 1
-            if done % self.cfg.log_every == 0 or done == self.total_steps or not outcome.finite:
-                self.log_step(done, outcome, bar)
-            bar.update(1)
-            self.after_step(done, epoch, bar)
-            self.step_end(done, epoch)
-        bar.close()
+        """Train from the first step not done yet up to the last or a stop, and finish."""
+        state, last = self.state, self.total_steps
+        bar = tqdm(total=last, initial=state.step, desc="train", disable=not self._bars(), dynamic_ncols=True)
+        try:
+            while state.step < last and self.stop_reason is None:
+                self._enter_epoch()
+                outcome = self.optimizer_step()
+                if self.log_cadence.due(state.step, last=last) or not outcome.finite:
+                    self.log_step(state.step, outcome, bar)
+                bar.update(1)
+                self.end_step(state.step)
+        finally:
+            bar.close()
         return self.finish()
 
     def optimizer_step(self) -> StepOutcome:
@@ -153,7 +156,7 @@ class Trainer:
             batch = next(self.batches)
             last = micro == cfg.grad_accum - 1
             with self.plan.no_sync(self.policy, last):
-                out = self.objective(batch)
+                out = self.pair_objective(batch)
                 finite &= bool(torch.isfinite(out.loss))
                 acc.backward(out.loss / self.plan.loss_divisor(cfg.grad_accum))
             records.append(out.metrics)
@@ -164,14 +167,14 @@ class Trainer:
         finite = bool(acc.reduce(torch.tensor(float(not finite), device=acc.device), "sum") == 0)
         if finite:
             self.optimizer.step()
-        self._count_step(finite)
+        self.state.advance(finite)
         with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return StepOutcome(records, tokens, norm, finite, time.perf_counter() - started)
 
-    def objective(self, batch) -> ObjectiveOutput:
+    def pair_objective(self, batch) -> ObjectiveOutput:
         """The objective of one batch: the policy's log-probs (with gradient) against the reference's
         (precomputed into the batch, or a no-grad forward)."""
         policy = _pair_logps(self.policy, batch)
@@ -197,26 +200,18 @@ class Trainer:
                 ref = _pair_logps(model, batch)
         return ref["chosen_logps"], ref["rejected_logps"]
 
-    def _count_step(self, finite: bool) -> None:
-        if finite:
-            self.trainer_state["bad_streak"] = 0
-        else:
-            self.trainer_state["skipped_steps"] += 1
-            self.trainer_state["bad_streak"] += 1
-
-    def _enter_epoch(self, step: int) -> int:
-        """The epoch of `step`; at its first step (or the step a run resumes at) a fresh iterator over its
-        batches, those already done skipped."""
-        epoch, position = divmod(step, self.steps_per_epoch)
+    def _enter_epoch(self) -> None:
+        """The epoch of the next step in `state`; at its first step (or the step a run resumes at, its batches
+        already done skipped) a fresh iterator over its batches."""
+        epoch, position = self.state.position(self.steps_per_epoch)
         if epoch != self.batches_epoch:
-            skip = position * self.cfg.grad_accum if step == self.start_step else 0
             self.batches = epoch_batches(
                 self.acc, self.inputs.train, seed=self.cfg.seed, epoch=epoch, batch_size=self.cfg.batch_size,
-                collate_fn=self._collate, skip=skip, group=self.global_batch if self.cfg.data.group_by_length else 0,
-                shared_prompt=self.shared_prompt,
+                collate_fn=self._collate, skip=position * self.cfg.grad_accum,
+                group=self.global_batch if self.cfg.data.group_by_length else 0, shared_prompt=self.shared_prompt,
             )
             self.batches_epoch = epoch
-        return epoch
+        self.state.epoch = epoch
 
     # ---- logging, checkpoints, evaluation -----------------------------------------------------
     def log_step(self, step: int, outcome: StepOutcome, bar) -> None:
@@ -226,7 +221,7 @@ class Trainer:
         metrics = self._gather(aggregate(outcome.records))
         metrics.update({
             "step": step, "epoch": step / self.steps_per_epoch, "lr": self.scheduler.get_last_lr()[0],
-            "grad_norm": float(outcome.grad_norm), "skipped_steps": self.trainer_state["skipped_steps"],
+            "grad_norm": float(outcome.grad_norm), "skipped_steps": self.state.skipped_steps,
             "throughput/pairs_per_s": self.global_batch / outcome.seconds,
             "throughput/tokens_per_s": outcome.tokens * acc.num_processes / outcome.seconds,
         })
@@ -238,61 +233,54 @@ class Trainer:
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['rewards/accuracies']:.2f}",
                         w=f"{metrics['weights/mean']:.3g}", ess=f"{metrics['weights/ess']:.2f}", refresh=False)
 
-    def after_step(self, step: int, epoch: int, bar) -> None:
-        """Stop after too many non-finite steps in a row (checkpoint first); else checkpoint and evaluate
-        when due (the last step's are left to `finish`)."""
-        cfg = self.cfg
-        if self.trainer_state["bad_streak"] >= cfg.max_bad_steps:
-            path = self.save_checkpoint(step, epoch)
-            bar.close()
-            raise TrainingStopped(
-                f"stopped at step {step}: {self.trainer_state['bad_streak']} consecutive steps with a non-finite "
-                f"loss or gradient (checkpoint saved to {path}); lower the learning rate or check the data"
-            )
-        if step < self.total_steps:
-            self._stop_if_signalled(step, epoch, bar)
-        if cfg.save_every and step % cfg.save_every == 0 and step < self.total_steps:
-            self.save_checkpoint(step, epoch)
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
-            self.evaluate(step)
+    def end_step(self, step: int) -> None:
+        """After optimizer step `step`: a stop for too many non-finite steps in a row or a stop signal; else
+        the checkpoint and evaluation when due (the last step's are left to `finish`), the `on_step_end` hook
+        and a stop if a callback asked for one."""
+        stop = bad_steps_stop(self.state, self.cfg.max_bad_steps) or signal_stop(
+            self.signals, self.acc, step, self.total_steps)
+        if stop is None:
+            if self.checkpoint_cadence.due(step, last=self.total_steps):
+                self.save_checkpoint()
+            if self.eval_cadence.due(step, last=self.total_steps):
+                self.evaluate(step)
+            stop = self._callback_stop(step)
+        if stop is not None:
+            self.stop(step, stop)
 
-    def _stop_if_signalled(self, step: int, epoch: int, bar) -> None:
-        """After a SIGTERM / SIGUSR1 / Ctrl-C on any process (the same step on all): a checkpoint of this step,
-        then `RunInterrupted` (exit 128 + the signal number). At the last step the run just finishes."""
-        signum = self.signals.received_by_any(self.acc)
-        if signum is None:
-            return
-        path = self.save_checkpoint(step, epoch)
-        bar.close()
-        raise RunInterrupted(stop_message(signum, step, path), exit_code(signum), event=stop_event(signum, step))
-
-    def save_checkpoint(self, step: int, epoch: int) -> Path:
-        """`checkpoints/step-N/`: accelerate's state plus the trainer's counters and epoch (atomic)."""
-        state = {**self.trainer_state, "epoch": epoch}
-        return ckpt.save_checkpoint(self.acc, self.run_dir, step, state, self.cfg.keep_last, self._write_state)
-
-    def _write_state(self, directory: Path) -> None:
-        self.plan.write_checkpoint(directory, self.policy, self.optimizer, self.scheduler)
-
-    def step_end(self, step: int, epoch: int) -> None:
-        """The `on_step_end` hook on every process, then a stop if a callback asked for one on any process:
-        a checkpoint of the step (unless it is the last or already saved) and the reason in `metrics.jsonl`."""
+    def _callback_stop(self, step: int) -> StopRequest | None:
+        """The `on_step_end` hook on every process, then the stop a callback asked for on any process."""
         if not has_hook(self.callbacks, "on_step_end"):
-            return
+            return None
         self.handle.model.eval()
         call_hook(self.callbacks, "on_step_end", step, self.handle)
         self.handle.model.train()
         reason = requested_stop(self.callbacks)
         wanted = self.acc.reduce(torch.tensor(float(reason is not None), device=self.acc.device), "max") > 0
-        if not wanted:
-            return
-        self.stop_reason, self.last_step = reason or "a callback on another process asked to stop", step
-        saved = self.cfg.save_every and step % self.cfg.save_every == 0
-        if step < self.total_steps and not saved:
-            self.save_checkpoint(step, epoch)
-        if step < self.total_steps:
-            self.stop_reason += f"; checkpoint {ckpt.checkpoint_dir(self.run_dir) / f'step-{step}'}"
+        return StopRequest(reason or "a callback on another process asked to stop") if wanted else None
+
+    def stop(self, step: int, request: StopRequest) -> None:
+        """The one way a run stops early: a checkpoint of `step` (unless the checkpoint cadence just wrote it, or
+        the run finishes at its last step anyway), then the request's error; or a callback's reason in
+        `metrics.jsonl` and `TrainResult.stop_reason`, and the loop ends (`finish` evaluates and writes `final/`)."""
+        finishes, last = request.error is None, self.total_steps
+        path = ckpt.checkpoint_dir(self.run_dir) / f"step-{step}"
+        if not (finishes and (step >= last or self.checkpoint_cadence.due(step, last=last))):
+            path = self.save_checkpoint()
+        if not finishes:
+            raise request.error(path)
+        self.stop_reason, self.last_step = request.reason, step
+        if step < last:
+            self.stop_reason += f"; checkpoint {path}"
         self.log.write({"step": step, "stop_reason": self.stop_reason})
+
+    def save_checkpoint(self) -> Path:
+        """`checkpoints/step-N/` of the current step: accelerate's state plus the loop's (`LoopState`, atomic)."""
+        return ckpt.save_checkpoint(self.acc, self.run_dir, self.state.step, self.state.to_checkpoint(),
+                                    self.cfg.keep_last, self._write_state)
+
+    def _write_state(self, directory: Path) -> None:
+        self.plan.write_checkpoint(directory, self.policy, self.optimizer, self.scheduler)
 
     def log_extra(self, step: int, metrics: dict) -> None:
         """A callback's record of step `step` (e.g. `monitor/...`) to `metrics.jsonl` and the trackers."""
@@ -329,7 +317,7 @@ class Trainer:
         for start in range(0, len(self.inputs.eval), size):
             batch = self._collate(self.inputs.eval[start : start + size])
             batch = {k: v.to(self.acc.device) for k, v in batch.items()}
-            records.append(self.objective(batch).metrics)
+            records.append(self.pair_objective(batch).metrics)
         self.policy.train()
         return {f"eval/{k}": v for k, v in aggregate(records).items()}
 
@@ -346,16 +334,19 @@ class Trainer:
         """Models, reference log-probs, optimizer and schedule, resume state, run log and config, the
         `on_train_begin` hook, and the step-0 evaluation of a fresh run."""
         cfg, acc = self.cfg, self.acc
-        self._load_models()
+        self.policy, self.reference, self.inputs = load_run_models(cfg, self.inputs, acc,
+                                                                   shared_prompt=self.shared_prompt,
+                                                                   progress=self._bars())
         self.steps_per_epoch = len(self.inputs.train) // self.global_batch
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         self.policy, self.reference, self.optimizer, self.scheduler = self.plan.prepare(
             self.policy, self.reference, lambda model: optimizer_and_schedule(model, cfg.optim, self.total_steps))
         self.policy.train()
-        self._resume()
+        self.state = self._resume()
+        self.start_step = self.state.step
         self.batches, self.batches_epoch = None, None
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
-        self.log.truncate_after(self.start_step)
+        self.log.truncate_after(self.state.step)
         if acc.is_main_process:
             write_run_config(cfg, self.run_dir)
         if cfg.trackers:
@@ -367,52 +358,16 @@ class Trainer:
                                 cfg.lora.enabled, self.log_extra, self.save_model)
         if self.start_step == 0:
             self.evaluate(0)
-            self.step_end(0, 0)
+            stop = self._callback_stop(0)
+            if stop is not None:
+                self.stop(0, stop)
 
-    def _load_models(self) -> None:
-        """The policy (with its LoRA adapter) and the frozen reference: none under LoRA (the policy with
-        its adapter disabled), none once every example carries precomputed reference log-probs."""
-        cfg = self.cfg
-        policy = load_policy(cfg.model, seed=cfg.seed)
-        if cfg.lora.enabled:
-            policy = apply_lora(policy, cfg.lora, gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.seed)
-            reference = None
-        else:
-            reference = frozen_copy(policy)
-        if cfg.precompute_ref:
-            self._precompute_reference_logps(policy, reference)
-            if reference is not None and self._all_have_ref():
-                reference = None
-        if reference is not None:
-            reference.to(self.acc.device)
-        self.policy, self.reference = policy, reference
-
-    def _precompute_reference_logps(self, policy, reference) -> None:
-        """Reference log-probs of the train and eval examples, computed once (or read from the cache) and
-        stored on the examples."""
-        for examples in (self.inputs.train, self.inputs.eval):
-            if not examples or all(e.ref_chosen_logps is not None for e in examples):
-                continue
-            model = reference if reference is not None else policy
-            adapter_off = policy.disable_adapter() if reference is None else contextlib.nullcontext()
-            bar = tqdm(total=len(examples), desc="reference log-probs", disable=not self._bars(), leave=False)
-            with self.acc.main_process_first(), adapter_off:
-                chosen, rejected, _ = cached_reference_logps(
-                    model.to(self.acc.device), examples, cache_dir=self.inputs.ref_cache_dir,
-                    model_id=self.inputs.model_id, pad_token_id=self.pad, batch_size=self.cfg.eval_batch_size,
-                    progress=bar, prompt_sharing=self.shared_prompt,
-                )
-            bar.close()
-            attach_reference_logps(examples, chosen, rejected)
-
-    def _resume(self) -> None:
-        """Start at step 0, or load the checkpoint to resume from (model, optimizer, schedule, RNG) and its
-        counters."""
-        self.start_step = 0
-        self.trainer_state = {"skipped_steps": 0, "bad_streak": 0}
+    def _resume(self) -> LoopState:
+        """A fresh loop state, or the one of the checkpoint to resume from, loaded with its model, optimizer,
+        schedule and RNG."""
         path = self.inputs.resume_from
         if path is None:
-            return
+            return LoopState()
         try:
             self.plan.read_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:  # SafetensorError: torn weights
@@ -420,8 +375,7 @@ class Trainer:
                 f"option resume: checkpoint {path} cannot be loaded ({str(exc).splitlines()[0][:200]}); "
                 "resume from another one or start over with --resume never --overwrite"
             ) from None
-        self.trainer_state.update(ckpt.read_state(path))
-        self.start_step = self.trainer_state["step"]
+        return LoopState.from_checkpoint(ckpt.read_state(path))
 
     # ---- the end ------------------------------------------------------------------------------
     def finish(self) -> TrainResult:
@@ -430,11 +384,11 @@ class Trainer:
         if (self.start_step < self.total_steps or self.start_step == 0) and self.evaluated_step != last:
             self.evaluate(last)
         card = model_card(self.cfg, run_facts(
-            self.cfg, self.run_dir, steps=last, skipped_steps=self.trainer_state["skipped_steps"],
+            self.cfg, self.run_dir, steps=last, skipped_steps=self.state.skipped_steps,
             rows_used=len(self.inputs.train), rows_dropped=self.inputs.dropped)) if acc.is_main_process else None
         final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, card=card,
                            gather_model=self.plan.gather_model)
-        result = TrainResult(self.run_dir, final, last, self.trainer_state["skipped_steps"], self.history,
+        result = TrainResult(self.run_dir, final, last, self.state.skipped_steps, self.history,
                              self.stop_reason)
         if acc.is_main_process:
             if self.stop_reason is not None:
@@ -455,12 +409,10 @@ class Trainer:
     def _bars(self) -> bool:
         return self.cfg.progress and self.acc.is_local_main_process
 
-    def _all_have_ref(self) -> bool:
-        return all(e.ref_chosen_logps is not None for e in self.inputs.train + self.inputs.eval)
 
-
-def train(config: TrainConfig, *, callbacks=()) -> TrainResult:
-    """Validate every input, then train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
+def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
+    """The bare loop (no monitor, no plots: `isdaa.training.run.train` adds them): validate every input, then
+    train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
     Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps,
     `WriteFailed` when a checkpoint or `final/` cannot be written, `RunInterrupted` after a stop signal."""
     set_threads(config.num_threads)
