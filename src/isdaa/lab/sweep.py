@@ -1,4 +1,4 @@
-"""The lab sweep: world → reference → pairs → methods × β × seeds × regimes through `isdaa.train`.
+"""The lab sweep: world → reference → pairs → methods × β × seeds × regimes through the training loop.
 
 Every run is an ordinary training run (`isdaa.training.trainer.fit`) with its world's evaluator as a callback:
 at step 0, every `eval_every` steps and at the end it samples `eval_samples` completions per held-out prompt from

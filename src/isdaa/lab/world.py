@@ -20,24 +20,22 @@ each target word is good ONCE, every extra copy costs ``rep_penalty``, every wor
 
 Why DPO over-optimizes here. Near the data (reference samples: ~3.3 words, rarely a repeated target,
 almost never more than 12 words — P(L > 12) = 0.7^12 ≈ 1.4%) the gold reward is, to first order, linear in
-"how many target words": chosen responses contain more of them and are longer (3.97 vs 2.67 words in the
-default pairs), so Bradley–Terry labels reward target words and length. The penalties act on features the
+"how many target words": chosen responses contain more of them and are longer, so Bradley–Terry labels reward target words and length. The penalties act on features the
 data barely cover (repeated targets, > 12 words), and nothing in the data constrains tokens that never occur
 in any response (prompt words, special tokens). DPO fits β·log π/π_ref by moving likelihood; with small β and
 many passes over few pairs it keeps moving after the pairs are separated, the likelihood of both chosen and
 rejected responses falls, and the mass lands outside the data's support: first longer responses with
 repeated targets, then words no response ever contained. The gold reward rises, peaks, and falls while
-KL(π‖π_ref) keeps growing. (Measured, 3 seeds, few-pairs regime: seed-mean gold 0.87 → 1.70 at KL 6.8 →
-0.12 at KL 42.6; at the end 61% of the generated tokens are off-support.)
+KL(π‖π_ref) keeps growing; the demo's report (docs/studies/demo.md) shows it measured.
 
 How the parameters were fixed (plain DPO at β = 0.01 only, before any other method was run). Earlier
 drafts failed the requirement and were changed for stated reasons: (1) 3 targets per topic and a penalty on
 any repeated word: the labels mostly rewarded *short* responses, DPO shortened them and the gold barely rose;
-(2) repeats of targets only, length penalty from 8 words: the rise was ~0.3 and lost in noise because the
+(2) repeats of targets only, length penalty from 8 words: the rise was small and lost in noise because the
 policy lengthened as fast as it found targets; (3) 6 targets per topic (so random duplicates are rarer and a
-good response has room to grow) and the length penalty from 12 words: DPO rises by ~0.8 and then gives all
-of it back (kept). Protocol likewise: lr 1e-3 / 1e-4 moved too fast to see the rise (KL 20 nats in 100
-steps); 5e-5 with 1000 steps of 32 pairs over 1000 pairs (32 epochs) shows the whole rise and fall.
+good response has room to grow) and the length penalty from 12 words: DPO rises and then gives all of it back
+(kept; docs/lab.md has the pilots' numbers). Protocol likewise: lr 1e-3 / 1e-4 moved too fast to see the rise;
+5e-5 with 1000 steps of 32 pairs over 1000 pairs (32 epochs) shows the whole rise and fall.
 """
 
 from __future__ import annotations

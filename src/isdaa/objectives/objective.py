@@ -43,8 +43,8 @@ from .weighting import (
 # What it is, and what it is not: the most *robust* importance weighting we measured (no collapsed seed), not the
 # best-scoring one and not a claim that it beats every loss. At equal KL its gold is below plain DPO's in every
 # cell; by the final policy it beats DPO where DPO collapses (behavior, topics) and loses where DPO does not (junk);
-# χPO, which is not an IS method, beats it in every cell on both counts. docs/results/worlds/summary.md and the
-# README give the numbers.
+# χPO, which is not an IS method, beats it in every cell on both counts. docs/studies/worlds.md gives the
+# numbers.
 # Use: these keys under `objective:` of a train config, or in Python
 # `TrainConfig(objective=ObjectiveConfig(beta=..., **RECOMMENDED))`; a lab method `{recommended: true}` runs it
 # (`isdaa demo` does).

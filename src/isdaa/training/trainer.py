@@ -43,8 +43,8 @@ from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 from isdaa.training.signals import StopSignals
 from isdaa.training.stopping import StopRequest, bad_steps_stop, signal_stop
 
-# Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts:
-# on CPU it lost below ~64 prompt tokens per pair on a 4-layer model (docs/performance.md).
+# Prompt sharing pays for its second forward call (and second embedding backward) only with long prompts; the
+# threshold and its measurement: docs/performance.md.
 MIN_SHARED_PROMPT_TOKENS = 64
 
 
