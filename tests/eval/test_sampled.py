@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from isdaa.eval.kl import kl_estimates
-from isdaa.eval.sampled import Sampling, completion_length, sample_and_score, sampled_eval, summarize
+from isdaa.eval.evaluate import _summary_fields
+from isdaa.eval.sampled import (SampledEval, Sampling, completion_length, sample_and_score, sampled_eval,
+                                summarize)
 from isdaa.eval.stats import mean_se
 from isdaa.generation import get_scorer
 from isdaa.modeling.tiny import tiny_llama, word_tokenizer
@@ -92,3 +94,15 @@ def test_policy_logps_from_generate_are_the_teacher_forced_ones(tiny):
     torch.testing.assert_close(torch.tensor(scored.policy_logps, dtype=torch.float64),
                                torch.tensor(scored.ref_logps, dtype=torch.float64), atol=1e-4, rtol=1e-5)
     assert abs(summarize(scored).kl_k1) < 1e-4
+
+
+def test_isdaa_eval_reports_no_sqrt_kl_for_a_non_finite_kl():
+    """`isdaa eval` reports √KL only for a finite k3 estimate (None for a diverged policy's inf / NaN), while the
+    record itself keeps the lab's √max(k3, 0)."""
+    for kl in (float("inf"), float("nan")):
+        record = SampledEval(n_samples=2, length=1.0, length_se=0.0, generated_tokens=2.0, generated_tokens_se=0.0,
+                             eos_rate=1.0, kl_k3=kl)
+        assert _summary_fields(record)["sqrt_kl"] is None
+    finite = SampledEval(n_samples=2, length=1.0, length_se=0.0, generated_tokens=2.0, generated_tokens_se=0.0,
+                         eos_rate=1.0, kl_k3=4.0)
+    assert _summary_fields(finite)["sqrt_kl"] == 2.0

@@ -29,7 +29,7 @@ from isdaa.config import EvalConfig, ModelConfig
 from isdaa.data.prompts import load_prompts, tokenize_completions, tokenize_prompts
 from isdaa.errors import InputError
 from isdaa.eval.sampled import SampledEval, Sampling, ScoredSamples, sample_and_score, summarize
-from isdaa.eval.stats import mean_se
+from isdaa.eval.stats import is_finite_number, mean_se
 from isdaa.eval.winrate import win_rate
 from isdaa.generation.sampling import eos_token_ids
 from isdaa.generation.scorers import get_scorer
@@ -249,13 +249,15 @@ def _sampling(config: EvalConfig) -> Sampling:
 
 
 def _summary_fields(record: SampledEval) -> dict:
-    """The evaluation's result keys: KL, length (every generated token, EOS included), EOS rate, gold, √KL."""
+    """The evaluation's result keys: KL, length (every generated token, EOS included), EOS rate, gold, √KL (None
+    unless the k3 estimate is finite, as `isdaa eval` has always reported it)."""
     return {
         "kl_k1": record.kl_k1, "kl_k1_se": record.kl_k1_se, "kl_k3": record.kl_k3, "kl_k3_se": record.kl_k3_se,
         "kl_k3_clamped": record.kl_k3_clamped, "length_mean": record.generated_tokens,
         "length_se": record.generated_tokens_se, "finished_frac": record.eos_rate, "gold_mean": record.gold,
-        "gold_se": record.gold_se, "sqrt_kl": record.sqrt_kl,
+        "gold_se": record.gold_se, "sqrt_kl": record.sqrt_kl if is_finite_number(record.kl_k3) else None,
     }
+
 
 
 def _gold_fields(config, sampling: Sampling, scorer, policy, reference, tokenizer, prompt_ids, prompt_texts,

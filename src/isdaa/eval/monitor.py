@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from isdaa.config import TrainConfig
 from isdaa.data.prompts import load_prompt_file, load_prompts, tokenize_prompts
 from isdaa.errors import InputError
 from isdaa.eval.sampled import Sampling, ScoredSamples, sample_and_score, summarize
+from isdaa.eval.stats import is_finite_number
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
 from isdaa.runtime import read_metrics, write_json
@@ -51,10 +51,6 @@ MONITOR_KEYS = {
     "gold_se": "monitor/gold_se",
 }
 BEST_FILE = "best.json"
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -134,7 +130,7 @@ class Monitor:
         record = self.measure(run)
         run.log(step, record)
         kl, budget = record.get("monitor/kl_k3"), self.cfg.stop_at_kl
-        if budget > 0 and _finite(kl) and kl > budget and step < run.total_steps:  # at the last step: it ends anyway
+        if budget > 0 and is_finite_number(kl) and kl > budget and step < run.total_steps:  # at the last step: it ends anyway
             self.stop_requested = f"monitor/kl_k3 {kl:.4g} exceeded monitor.stop_at_kl {budget:g}"
         if self.cfg.keep_best:
             self._keep_best(step, record, run)
@@ -179,7 +175,7 @@ class Monitor:
         if run.accelerator.is_main_process:
             for record in read_metrics(self.run_dir):
                 gold = record.get("monitor/gold")
-                if _finite(gold) and (best is None or gold > best["monitor/gold"]):
+                if is_finite_number(gold) and (best is None or gold > best["monitor/gold"]):
                     best = {k: v for k, v in record.items() if k == "step" or k.startswith("monitor/")}
         if run.accelerator.num_processes > 1:
             best = broadcast_object_list([best])[0]
@@ -190,7 +186,7 @@ class Monitor:
 
     def _keep_best(self, step: int, record: dict, run) -> None:
         gold = record.get("monitor/gold")
-        if not _finite(gold) or (self.best is not None and gold <= self.best["monitor/gold"]):
+        if not is_finite_number(gold) or (self.best is not None and gold <= self.best["monitor/gold"]):
             return
         path = run.save_model("best")
         self.best = {"step": step, **record}
@@ -231,7 +227,7 @@ class EssAlarm:
     def observe(self, step: int, metrics: dict) -> str | None:
         """Count this step; the warning text the first time the streak reaches `patience`, else None."""
         ess = metrics.get("weights/ess")
-        if not _finite(ess):
+        if not is_finite_number(ess):
             return None
         if ess >= self.threshold:
             self.streak, self.fired = 0, False
@@ -241,7 +237,7 @@ class EssAlarm:
             return None
         self.fired = True
         mean = metrics.get("weights/mean")
-        mean_text = f"{mean:.3g}" if _finite(mean) else "n/a"
+        mean_text = f"{mean:.3g}" if is_finite_number(mean) else "n/a"
         return (
             f"isdaa: warning: step {step}: weights/ess {ess:.3g} has stayed below monitor.ess_warn {self.threshold:g} "
             f"for {self.streak} logged steps (mean weight {mean_text}): a few pairs carry the gradient; try "

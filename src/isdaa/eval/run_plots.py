@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from isdaa.errors import InputError
 from isdaa.eval.monitor import BEST_FILE
 from isdaa.eval.plots import _draw, _save, ci_bounds, plot_frontier  # the one series-drawing helper
+from isdaa.eval.stats import is_finite_number
 from isdaa.runtime import atomic_write_text, read_metrics
 
 __all__ = ["plot_runs", "run_summary"]
@@ -35,18 +36,14 @@ MONITOR = [("monitor/kl_k3", "sampled KL (k3) [nats]"), ("monitor/gold", "gold")
            ("monitor/eos_rate", "EOS rate")]
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _series(records: list[dict], key: str) -> tuple | None:
     """(steps, values[, lo, hi]) of `key` over the records that hold a finite value; a band from `<key>_se`."""
-    rows = [r for r in records if _finite(r.get(key))]
+    rows = [r for r in records if is_finite_number(r.get(key))]
     if not rows:
         return None
     steps, values = [r["step"] for r in rows], [r[key] for r in rows]
     ses = [r.get(f"{key}_se") for r in rows]
-    if all(_finite(s) for s in ses):
+    if all(is_finite_number(s) for s in ses):
         return (steps, values, *ci_bounds(values, ses))
     return steps, values
 
@@ -80,11 +77,11 @@ def _frontier(path: Path, runs: dict[str, list[dict]]) -> Path | None:
     """Gold against √KL (k3) of every monitored, scored run; None when there is none."""
     curves = {}
     for label, records in runs.items():
-        rows = [r for r in records if _finite(r.get("monitor/gold")) and _finite(r.get("monitor/kl_k3"))]
+        rows = [r for r in records if is_finite_number(r.get("monitor/gold")) and is_finite_number(r.get("monitor/kl_k3"))]
         if rows:
             gold = [r["monitor/gold"] for r in rows]
             ses = [r.get("monitor/gold_se") for r in rows]
-            band = ci_bounds(gold, ses) if all(_finite(s) for s in ses) else (None, None)
+            band = ci_bounds(gold, ses) if all(is_finite_number(s) for s in ses) else (None, None)
             curves[label] = ([math.sqrt(max(r["monitor/kl_k3"], 0.0)) for r in rows], gold, *band)
     if not curves:
         return None
@@ -135,14 +132,14 @@ def _best(run_dir: Path) -> dict | None:
 
 
 def _last(records: list[dict], key: str):
-    values = [r[key] for r in records if _finite(r.get(key))]
+    values = [r[key] for r in records if is_finite_number(r.get(key))]
     return values[-1] if values else None
 
 
 def _fmt(value, se=None) -> str:
     if value is None:
         return "–"
-    return f"{value:.4g} ± {se:.2g}" if _finite(se) else f"{value:.4g}"
+    return f"{value:.4g} ± {se:.2g}" if is_finite_number(se) else f"{value:.4g}"
 
 
 def _stop_note(records: list[dict]) -> str:
@@ -157,7 +154,7 @@ def _stop_note(records: list[dict]) -> str:
 
 
 def _row(label: str, records: list[dict], best: dict | None) -> str:
-    ess = [r["weights/ess"] for r in records if _finite(r.get("weights/ess"))]
+    ess = [r["weights/ess"] for r in records if is_finite_number(r.get("weights/ess"))]
     cells = [
         label, str(max(r.get("step", 0) for r in records)), _fmt(_last(records, "loss")),
         _fmt(_last(records, "rewards/accuracies")), _fmt(_last(records, "eval/rewards/accuracies")),

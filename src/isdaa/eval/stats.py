@@ -5,7 +5,7 @@ of a 95% confidence interval over a few seeds.
   several completions are drawn per prompt) — the SE over group means, which accounts for the correlation of
   samples that share a prompt. The mean itself is the plain sample mean in both cases.
 - `finite_mean_se(values)`: the same over the finite values only (None and NaN skipped), with their count —
-  what a summary over seeds needs when some runs lack a number.
+  what a summary over seeds needs when some runs lack a number; `is_finite_number(value)`: one metric's test.
 Non-finite results are NaN here; `isdaa.runtime.json_ready` turns them into JSON null.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["mean_se", "finite_mean_se", "t_quantile"]
+__all__ = ["mean_se", "finite_mean_se", "is_finite_number", "t_quantile"]
 
 
 def mean_se(values, groups: Sequence | None = None) -> tuple[float, float]:
@@ -42,6 +42,12 @@ def mean_se(values, groups: Sequence | None = None) -> tuple[float, float]:
     if arr.size < 2:
         return mean, math.nan
     return mean, float(arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+def is_finite_number(value) -> bool:
+    """Whether `value` is a finite int or float (not None, not a bool, not NaN or ±inf): a metric worth
+    reporting or plotting."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finite_mean_se(values) -> tuple[float, float, int]:
