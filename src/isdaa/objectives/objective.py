@@ -243,9 +243,8 @@ class Objective:
             check_finite("behavior_chosen_logps", behaviour[0].detach(), "behaviour log-probs")
             check_finite("behavior_rejected_logps", behaviour[1].detach(), "behaviour log-probs")
         if bool(torch.isfinite(pc.detach()).all() and torch.isfinite(pr.detach()).all()):
-            weights, alpha = weights_from_log_weights(
-                raw, eps=self.eps, mode=spec.mode, lower_clip=spec.lower_clip, self_normalize=spec.self_normalize,
-                ess_tempered=spec.tempered, ess_target=self.ess_target, global_log_weights=global_log_weights)
+            weights, alpha = weights_from_log_weights(raw, eps=self.eps, ess_target=self.ess_target,
+                                                      global_log_weights=global_log_weights, **spec.importance_kwargs())
             return weights, raw, alpha
         return torch.full_like(raw, float("nan")), raw, None
 
