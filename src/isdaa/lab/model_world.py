@@ -60,6 +60,7 @@ __all__ = ["ModelWorld", "ModelEvaluator", "load_model_world", "model_pairs", "p
 EXTRA_COLUMNS = ["score_chosen", "score_rejected", "gold_chosen", "gold_rejected"]
 QUICK_EVAL_PROMPTS = 16  # held-out prompts per evaluation of `isdaa lab --quick` at most
 
+
 def _check_scorer(field: str, name: str) -> None:
     try:
         get_scorer(name)

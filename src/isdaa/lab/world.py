@@ -20,8 +20,8 @@ each target word is good ONCE, every extra copy costs ``rep_penalty``, every wor
 
 Why DPO over-optimizes here. Near the data (reference samples: ~3.3 words, rarely a repeated target,
 almost never more than 12 words — P(L > 12) = 0.7^12 ≈ 1.4%) the gold reward is, to first order, linear in
-"how many target words": chosen responses contain more of them and are longer, so Bradley–Terry labels reward target words and length. The penalties act on features the
-data barely cover (repeated targets, > 12 words), and nothing in the data constrains tokens that never occur
+"how many target words": chosen responses contain more of them and are longer, so Bradley–Terry labels
+reward target words and length. The penalties act on features the data barely cover (repeated targets, > 12 words), and nothing in the data constrains tokens that never occur
 in any response (prompt words, special tokens). DPO fits β·log π/π_ref by moving likelihood; with small β and
 many passes over few pairs it keeps moving after the pairs are separated, the likelihood of both chosen and
 rejected responses falls, and the mass lands outside the data's support: first longer responses with

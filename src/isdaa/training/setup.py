@@ -22,9 +22,9 @@ from isdaa.data import load_rows, tokenize_rows
 from isdaa.errors import InputError
 from isdaa.modeling.loading import check_lora_targets, check_model_source, load_tokenizer, model_identity
 from isdaa.objectives import Objective, ObjectiveArgumentError
+from isdaa.runtime import DirectoryLock, process_state
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.parallel import check_distributed
-from isdaa.runtime import DirectoryLock, process_state
 
 RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.jsonl", "config.yaml", "ref-cache")
 

@@ -27,6 +27,7 @@ from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.objectives import ObjectiveOutput, PairLogps
+from isdaa.runtime import set_threads, use_cpu
 from isdaa.training import checkpoint as ckpt
 from isdaa.training.cadence import Cadence
 from isdaa.training.callbacks import RunHandle, call_hook, has_hook, requested_stop
@@ -38,7 +39,6 @@ from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
 from isdaa.training.run_models import load_run_models
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
-from isdaa.runtime import set_threads, use_cpu
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
 from isdaa.training.signals import StopSignals
 from isdaa.training.stopping import StopRequest, bad_steps_stop, signal_stop
