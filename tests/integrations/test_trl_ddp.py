@@ -42,6 +42,14 @@ if trainer.accelerator.is_main_process:
     model = trainer.accelerator.unwrap_model(trainer.model)
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out_dir + "/weights.pt")
     json.dump(trainer.state.log_history, open(out_dir + "/log.json", "w"))
+# shut the group down as isdaa's own trainer does (training/trainer.py, finish): the DDP wrapper first, then the
+# gloo group; left to interpreter exit, gloo's threads sometimes abort one process after a finished run
+# ("terminate called without an active exception", seen before and after the objective became an object)
+trainer.accelerator.wait_for_everyone()
+trainer.model_wrapped = trainer.model = None
+trainer.accelerator.free_memory()
+if torch.distributed.is_initialized():
+    torch.distributed.destroy_process_group()
 """
 
 
