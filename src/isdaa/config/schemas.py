@@ -44,6 +44,12 @@ class LoraConfig:
     dropout: float = option(0.0, help="dropout on the LoRA branch")
     target_modules: list = option(["q_proj", "k_proj", "v_proj", "o_proj"],
                                   help="module names that get an adapter (at least one must exist in the model)")
+    layers: int = option(0, help=(
+        "adapt only the top N decoder layers (0: every layer); the layers below get no gradient and no backward"),
+        check=non_negative())
+    cache_trunk: bool = option(False, help=(
+        "with lora.layers: compute the frozen layers' output once per training sequence and reuse it at every "
+        "later step (same log-probs up to float rounding; one process; 4 bytes x hidden size per token)"))
 
 
 @dataclass
@@ -232,6 +238,9 @@ class LabWorldConfig:
     chat: bool = option(True, help="model: string prompts become one user message (the chat template)")
     max_new_tokens: int = option(32, help="model: tokens sampled per completion at most", check=positive())
     batch_size: int = option(64, help="model: sequences per generate / scoring call", check=positive())
+    shared_prefill: bool = option(True, help=(
+        "model: each prompt runs once for all its samples and finished samples leave the batch (isdaa's sampler; "
+        "false: transformers' generate, one prompt copy per sample)"))
 
 
 @dataclass

@@ -29,6 +29,7 @@ import numpy as np
 from isdaa.eval.kl import kl_estimates
 from isdaa.eval.stats import mean_se
 from isdaa.generation.sampling import Sample, sample_completions, score_logps
+from isdaa.modeling.prompt_cache import PromptCache, completion_logps
 
 __all__ = ["Sampling", "ScoredSamples", "SampledEval", "sample_and_score", "summarize", "sampled_eval",
            "completion_length"]
@@ -50,13 +51,15 @@ class Sampling:
     top_p: float = 1.0
     progress: bool = False
     policy_logps_from_generate: bool = False
+    shared_prefill: bool = False
 
     def draw(self, model, tokenizer, prompt_ids: list[list[int]]) -> list[Sample]:
-        """The completions of `model` for `prompt_ids`, prompt by prompt."""
+        """The completions of `model` for `prompt_ids`, prompt by prompt (`shared_prefill`: each prompt run once for
+        its n samples, see `isdaa.generation.sample_completions`)."""
         return sample_completions(model, tokenizer, prompt_ids, n=self.n, max_new_tokens=self.max_new_tokens,
                                   temperature=self.temperature, top_p=self.top_p, batch_size=self.batch_size,
                                   seed=self.seed, progress=self.progress,
-                                  output_scores=self.policy_logps_from_generate)
+                                  output_scores=self.policy_logps_from_generate, shared_prefill=self.shared_prefill)
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,12 @@ def completion_length(sample: Sample) -> int:
 
 def sample_and_score(policy, tokenizer, prompt_ids: list[list[int]], prompt_texts: list, sampling: Sampling, *,
                      reference=None, reference_context: Callable = contextlib.nullcontext, scorer=None,
-                     prompt_labels: Sequence[int] | None = None) -> ScoredSamples:
+                     prompt_labels: Sequence[int] | None = None,
+                     reference_prompts: PromptCache | None = None) -> ScoredSamples:
     """Sample `policy` and score the samples (step 1 of the module docstring). `prompt_texts` are what the
-    scorer sees; `prompt_labels` number the prompts for the SEs' clusters (default: their positions)."""
+    scorer sees; `prompt_labels` number the prompts for the SEs' clusters (default: their positions);
+    `reference_prompts`: the reference's cache of these prompts (`PromptCache.encode`, kept by a caller that
+    evaluates the same prompts again), so that the reference runs only the completions' tokens."""
     samples = sampling.draw(policy, tokenizer, prompt_ids)
     labels = list(range(len(prompt_ids))) if prompt_labels is None else list(prompt_labels)
     row_prompts = [prompt_ids[s.prompt_index] for s in samples]
@@ -115,14 +121,15 @@ def sample_and_score(policy, tokenizer, prompt_ids: list[list[int]], prompt_text
     policy_logps = ref_logps = gold = None
     if reference is not None:
         policy_logps, ref_logps = _logps(policy, reference, reference_context, row_prompts, completions, samples,
-                                         sampling)
+                                         sampling, reference_prompts)
     if scorer is not None:
         gold = list(scorer([prompt_texts[s.prompt_index] for s in samples], [s.text for s in samples],
                            prompt_ids=row_prompts, completion_ids=completions)) if samples else []
     return ScoredSamples(samples, [labels[s.prompt_index] for s in samples], policy_logps, ref_logps, gold)
 
 
-def _logps(policy, reference, reference_context, row_prompts, completions, samples, sampling: Sampling):
+def _logps(policy, reference, reference_context, row_prompts, completions, samples, sampling: Sampling,
+           reference_prompts: PromptCache | None):
     """(policy, reference) summed log-probs of the samples, as float lists."""
     if not samples:
         return [], []
@@ -133,8 +140,12 @@ def _logps(policy, reference, reference_context, row_prompts, completions, sampl
         policy_logps = score_logps(policy, row_prompts, completions, batch_size=batch, progress=progress,
                                    desc="policy logps").tolist()
     with reference_context():
-        ref_logps = score_logps(reference, row_prompts, completions, batch_size=batch, progress=progress,
-                                desc="reference logps").tolist()
+        if reference_prompts is not None:
+            ref_logps = completion_logps(reference, reference_prompts, [s.prompt_index for s in samples], completions,
+                                         batch_size=batch).tolist()
+        else:
+            ref_logps = score_logps(reference, row_prompts, completions, batch_size=batch, progress=progress,
+                                    desc="reference logps").tolist()
     return policy_logps, ref_logps
 
 
@@ -158,8 +169,9 @@ def summarize(scored: ScoredSamples, extra: Callable[[ScoredSamples], dict] | No
 
 def sampled_eval(policy, tokenizer, prompt_ids: list[list[int]], prompt_texts: list, sampling: Sampling, *,
                  reference=None, reference_context: Callable = contextlib.nullcontext, scorer=None,
-                 extra: Callable[[ScoredSamples], dict] | None = None) -> SampledEval:
+                 extra: Callable[[ScoredSamples], dict] | None = None,
+                 reference_prompts: PromptCache | None = None) -> SampledEval:
     """`summarize(sample_and_score(...), extra)`: one evaluation of `policy` on the prompts."""
     scored = sample_and_score(policy, tokenizer, prompt_ids, prompt_texts, sampling, reference=reference,
-                              reference_context=reference_context, scorer=scorer)
+                              reference_context=reference_context, scorer=scorer, reference_prompts=reference_prompts)
     return summarize(scored, extra)

@@ -47,6 +47,7 @@ from isdaa.errors import InputError
 from isdaa.generation.sampling import Sample, sample_completions, score_logps
 from isdaa.generation.scorers import checked_scorer, get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
+from isdaa.modeling.prompt_cache import PromptCache, completion_logps
 from isdaa.runtime import atomic_write_text, set_threads, write_json
 
 __all__ = ["LABELS", "generate_pairs", "pairs_in_rounds", "write_pairs", "bt_probability", "pairs_main"]
@@ -91,12 +92,15 @@ def generate_pairs(
     with_scores: bool = False,
     progress: bool = False,
     stats: dict | None = None,
+    shared_prefill: bool = False,
 ) -> list[dict]:
     """Sample, score and label preference pairs (see the module docstring); returns TRL rows.
 
     `scorer`: a registered name (`vader`, `length`, `lab`, `hf-rm:<dir>`, `module:function`) or a callable
     with the scorer signature. `prompts`: strings or message lists. `stats`, when given, is filled with
-    counts and score summaries. Deterministic given (seed, batch_size, inputs, model).
+    counts and score summaries. Deterministic given (seed, batch_size, inputs, model). `shared_prefill`: each
+    prompt runs once for its samples (`sample_completions(shared_prefill=True)`) and once for the behaviour
+    log-probs of its pair's two completions.
     """
     start = time.perf_counter()
     _check_options(label, n_per_prompt, max_new_tokens, batch_size, bt_temperature, temperature, top_p)
@@ -105,7 +109,7 @@ def generate_pairs(
     prompt_ids, prompt_texts, _ = tokenize_prompts(tokenizer, prompts, 10**9)
     samples = sample_completions(
         model, tokenizer, prompt_ids, n=n_per_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-        top_p=top_p, batch_size=batch_size, seed=seed, progress=progress,
+        top_p=top_p, batch_size=batch_size, seed=seed, progress=progress, shared_prefill=shared_prefill,
     )
     scores = score(
         [prompt_texts[s.prompt_index] for s in samples],
@@ -118,7 +122,8 @@ def generate_pairs(
         conversational=conversational, seed=seed,
     )
     if rows:
-        _add_behaviour_logps(rows, model, tokenizer, batch_size=batch_size, progress=progress)
+        _add_behaviour_logps(rows, model, tokenizer, batch_size=batch_size, progress=progress,
+                             prompt_once=shared_prefill)
         if with_scores:
             for row, (sc, sr) in zip(rows, kept_scores):
                 row["score_chosen"], row["score_rejected"] = sc, sr
@@ -226,26 +231,47 @@ def _pair_row(prompt, chosen: str, rejected: str, conversational: bool) -> dict:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def _add_behaviour_logps(rows: list[dict], model, tokenizer, *, batch_size: int, progress: bool) -> None:
+def _add_behaviour_logps(rows: list[dict], model, tokenizer, *, batch_size: int, progress: bool,
+                         prompt_once: bool = False) -> None:
     """Set each row's `behavior_chosen_logps` / `behavior_rejected_logps`: the model's summed log-probs of the
-    completions as `isdaa.data` tokenises the row."""
+    completions as `isdaa.data` tokenises the row (`prompt_once`: each row's prompt run once for both)."""
     examples, dropped = tokenize_rows(rows, tokenizer, max_length=10**9, max_prompt_length=None, source="generated pairs")
     if dropped or len(examples) != len(rows):  # cannot happen: identical texts were left out
         raise RuntimeError(f"generated pairs: {dropped} rows dropped by tokenisation")
     n = len(examples)
-    logps = score_logps(
-        model,
-        [e.prompt_ids for e in examples] * 2,
-        [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples],
-        batch_size=batch_size,
-        progress=progress,
-        desc="behaviour logps",
-    ).double()
+    completions = [e.chosen_ids for e in examples] + [e.rejected_ids for e in examples]
+    if prompt_once:
+        logps = _prompt_once_logps(model, [e.prompt_ids for e in examples], completions, batch_size,
+                                   tokenizer.pad_token_id).double()
+    else:
+        logps = score_logps(model, [e.prompt_ids for e in examples] * 2, completions, batch_size=batch_size,
+                            progress=progress, desc="behaviour logps").double()
     if not torch.isfinite(logps).all():
         raise RuntimeError("generated pairs: non-finite behaviour log-probs")
     for k, row in enumerate(rows):
         row["behavior_chosen_logps"] = float(logps[k])
         row["behavior_rejected_logps"] = float(logps[n + k])
+
+
+def _prompt_once_logps(model, prompt_ids: list[list[int]], completions: list[list[int]], batch_size: int,
+                       pad_id: int) -> torch.Tensor:
+    """Summed log-probs of completions k and n + k given prompt k (n prompts), `batch_size // 2` prompts at a time,
+    each run once (`isdaa.modeling.prompt_cache`)."""
+    n, group = len(prompt_ids), max(1, batch_size // 2)
+    out = torch.zeros(2 * n, dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, group):
+            rows = list(range(start, min(start + group, n)))
+            cache = PromptCache.encode(model, [prompt_ids[k] for k in rows], group_size=len(rows), pad_id=pad_id)
+            local = list(range(len(rows))) * 2
+            picked = rows + [n + k for k in rows]
+            out[torch.tensor(picked)] = completion_logps(model, cache, local, [completions[k] for k in picked],
+                                                         batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    return out
 
 
 def _pair_stats(prompts: list, samples: list[Sample], scores: list[float], kept_scores: list[tuple[float, float]],

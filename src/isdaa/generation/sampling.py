@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from isdaa.data.collate import pad_ids
-from isdaa.modeling.logprobs import sequence_logps
+from isdaa.modeling.logprobs import cache_argument, sequence_logps
+from isdaa.modeling.prompt_cache import prefill
 
 __all__ = ["Sample", "sample_completions", "score_logps", "eos_token_ids"]
 
@@ -82,11 +83,15 @@ def sample_completions(
     seed: int = 0,
     progress: bool = True,
     output_scores: bool = False,
+    shared_prefill: bool = False,
 ) -> list[Sample]:
     """Draw `n` completions for each prompt (token id lists), ordered prompt by prompt.
 
     Returns `len(prompt_ids) * n` Samples. With `output_scores=True` each Sample also carries the log-prob
     generate itself sampled from (a check of the generation config; costs (B, V) memory per step).
+    `shared_prefill=True`: isdaa's own decoding loop (`_sample_shared`) instead of `generate` — each prompt is run
+    once for its n samples and finished rows leave the batch; the same distribution, another random stream;
+    `batch_size` counts samples (batch_size // n prompts per group); `sampled_logp` is always filled.
     """
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("n, max_new_tokens and batch_size must be >= 1")
@@ -108,6 +113,9 @@ def sample_completions(
         base.generation_config = GenerationConfig()  # no checkpoint defaults leak into the sampling
         with _fork_rng(device), torch.no_grad():
             torch.manual_seed(seed)
+            if shared_prefill:
+                return _sample_shared(model, tokenizer, prompt_ids, n, max(1, batch_size // n), eos, pad_id,
+                                      _logits_processors(temperature, top_p), max_new_tokens, progress)
             starts = range(0, len(jobs), batch_size)
             for start in tqdm(starts, desc="sampling", disable=not progress, leave=False):
                 chunk = jobs[start : start + batch_size]
@@ -119,6 +127,63 @@ def sample_completions(
         base.generation_config = saved_config
         model.train(was_training)
     return samples
+
+
+def _logits_processors(temperature: float, top_p: float) -> LogitsProcessorList:
+    """transformers' temperature and top-p warpers, as `generate` applies them for these two settings."""
+    processors = LogitsProcessorList()
+    if temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(float(temperature)))
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(float(top_p)))
+    return processors
+
+
+def _sample_shared(model, tokenizer, prompt_ids, n: int, group: int, eos: list[int], pad_id: int,
+                   processors: LogitsProcessorList, max_new_tokens: int, progress: bool) -> list[Sample]:
+    """Ancestral sampling, `group` prompts at a time: each prompt prefilled once (`prefill`), its cache repeated
+    for its n rows; a row leaves the batch (and the cache) at its first EOS."""
+    samples: list[Sample] = []
+    eos_t = None
+    kw = cache_argument(model)
+    for start in tqdm(range(0, len(prompt_ids), group), desc="sampling", disable=not progress, leave=False):
+        indices = list(range(start, min(start + group, len(prompt_ids))))
+        mask, cache, logits = prefill(model, [prompt_ids[i] for i in indices], pad_id)
+        eos_t = torch.tensor(eos, device=mask.device) if eos_t is None else eos_t
+        cache.batch_repeat_interleave(n)
+        mask, logits = mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
+        alive = torch.arange(len(indices) * n, device=mask.device)  # the jobs still decoding
+        tokens = torch.full((len(alive), max_new_tokens), pad_id, dtype=torch.long, device=mask.device)
+        logps = torch.zeros(len(alive), dtype=torch.float64, device=mask.device)
+        lengths = torch.zeros(len(alive), dtype=torch.long, device=mask.device)
+        for t in range(max_new_tokens):
+            step_logp = processors(tokens[alive, :t], logits).float().log_softmax(-1)
+            token = torch.multinomial(step_logp.exp(), 1).squeeze(-1)
+            tokens[alive, t], lengths[alive] = token, t + 1
+            logps[alive] += step_logp.gather(-1, token[:, None]).squeeze(-1).double()
+            keep = ~torch.isin(token, eos_t)
+            if t == max_new_tokens - 1 or not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                alive, token, mask = alive[keep], token[keep], mask[keep]
+                cache.batch_select_indices(keep.nonzero().squeeze(-1))
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], 1)
+            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                        use_cache=True, logits_to_keep=1, **{kw: cache})
+            logits = out.logits[:, -1]
+        samples += _shared_samples(tokenizer, indices, n, tokens.cpu(), lengths.cpu(), logps.cpu(), set(eos))
+    return samples
+
+
+def _shared_samples(tokenizer, indices, n, tokens, lengths, logps, eos_set) -> list[Sample]:
+    """The Samples of one group of `_sample_shared` (row r: prompt indices[r // n], its (r % n)-th sample)."""
+    out = []
+    for r in range(len(indices) * n):
+        completion = tokens[r, : int(lengths[r])].tolist()
+        out.append(Sample(prompt_index=indices[r // n], sample_index=r % n, completion_ids=completion,
+                          text=tokenizer.decode(completion, skip_special_tokens=True),
+                          finished=completion[-1] in eos_set, sampled_logp=float(logps[r])))
+    return out
 
 
 def _generation_config(temperature, top_p, max_new_tokens, eos: list[int], pad_id: int, output_scores: bool):

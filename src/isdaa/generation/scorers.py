@@ -7,6 +7,8 @@ that checks its output (one finite float per completion); extra kwargs are bound
 Built in:
 - `length`: the completion's token count (its ids when given, else whitespace words) — a trivial check.
 - `vader`: vaderSentiment's compound score of the completion text, in [-1, 1] (`pip install 'isdaa[sentiment]'`).
+- `story`: the gold of the real-model lab's story world (`story_scorer`): VADER's compound score, minus 1 when
+  the completion does not end a sentence, minus its repeated-bigram share.
 - `hf-rm:<dir>`: a local transformers sequence-classification reward model; the score is logit 0 of the text
   prompt + completion. Loaded once (safetensors, `trust_remote_code=False`); kwargs `batch_size`, `device`,
   `max_length`.
@@ -22,6 +24,7 @@ import functools
 import importlib
 import inspect
 import math
+import re
 from collections.abc import Callable
 
 from isdaa.errors import InputError
@@ -31,7 +34,7 @@ __all__ = ["get_scorer", "register_scorer", "registered_scorers", "checked_score
 
 Scorer = Callable[..., list]
 
-_BUILTINS = ("length", "vader")
+_BUILTINS = ("length", "vader", "story")
 _REGISTRY: dict[str, Scorer] = {}
 
 
@@ -59,8 +62,36 @@ def _vader():
     return SentimentIntensityAnalyzer()
 
 
+SENTENCE_END = re.compile(r"""[.!?]["'’”)\]]*\s*$""")
+WORD = re.compile(r"[a-z0-9']+")
+
+
+def repeated_bigram_share(text: str) -> float:
+    """seq-rep-2 (Welleck et al. 2019, "Neural text generation with unlikelihood training"): the share of the
+    text's word bigrams (lower case) that repeat an earlier one; 0 for fewer than two words."""
+    words = WORD.findall(text.lower())
+    bigrams = list(zip(words, words[1:]))
+    return 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def story_scorer(prompts, completions, **_) -> list[float]:
+    """The gold of a story continuation: VADER's compound sentiment (in [-1, 1]), minus 1 when the text does not
+    end a sentence (. ! or ?, closing quotes or brackets allowed: a continuation cut off by the token limit, or
+    trailing off), minus its repeated-bigram share (`repeated_bigram_share`). A labeller that sees only the
+    sentiment (`vader`) is its proxy: what it cannot see — an unfinished or repetitive continuation — the gold
+    charges, as a reader asked for "a positive continuation of the story in one sentence" would."""
+    sentiment = vader_scorer(prompts, completions)
+    return [v - (0.0 if ends_a_sentence(c) else 1.0) - repeated_bigram_share(c) for v, c in zip(sentiment, completions)]
+
+
+def ends_a_sentence(text: str) -> bool:
+    """The text is not empty and ends with . ! or ? (closing quotes or brackets after it allowed)."""
+    return bool(text.strip()) and SENTENCE_END.search(text) is not None
+
+
 _REGISTRY["length"] = length_scorer
 _REGISTRY["vader"] = vader_scorer
+_REGISTRY["story"] = story_scorer
 
 
 def register_scorer(name: str, fn: Scorer) -> None:

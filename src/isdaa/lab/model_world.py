@@ -30,6 +30,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import multiprocessing
 import time
@@ -53,6 +54,7 @@ from isdaa.lab.protocol import Prepared
 from isdaa.lab.regimes import resolve_regimes
 from isdaa.lab.workers import init_worker
 from isdaa.modeling.prepare import MODELS, model_dir
+from isdaa.modeling.prompt_cache import PromptCache
 
 __all__ = ["ModelWorld", "ModelEvaluator", "load_model_world", "model_pairs", "pair_chunk", "pairs_in_parallel",
            "write_model_pairs", "model_reference_gold", "EXTRA_COLUMNS"]
@@ -108,7 +110,7 @@ def _round(world: ModelWorld, model, tokenizer, rng, need: int, seed: int, *, la
     p = world.params
     return generate_pairs(model, tokenizer, world.rendered(prompts), scorer=world.label_name, label="bt",
                           bt_temperature=label_temperature, max_new_tokens=p.max_new_tokens, seed=seed,
-                          batch_size=p.batch_size, with_scores=True)[:need]
+                          batch_size=p.batch_size, with_scores=True, shared_prefill=p.shared_prefill)[:need]
 
 
 def _text(value) -> str:
@@ -207,7 +209,7 @@ class ModelEvaluator:
     is a PEFT model and the reference is the policy with its adapter disabled."""
 
     def __init__(self, world: ModelWorld, tokenizer, reference=None, *, n_samples: int = 2, seed: int = 0,
-                 n_examples: int = 3):
+                 n_examples: int = 3, samples_file: Path | None = None):
         self.world, self.tokenizer, self.reference = world, tokenizer, reference
         self.n, self.seed, self.n_examples = n_samples, seed, n_examples
         self.batch_size, self.max_new_tokens = world.params.batch_size, world.params.max_new_tokens
@@ -215,7 +217,11 @@ class ModelEvaluator:
         self.contents = [_text(p) for p in world.eval_prompts()]
         self.scorer = get_scorer(world.params.gold)
         self.proxy = get_scorer(world.label_name) if world.label_name != world.params.gold else None
+        self.samples_file, self._step = samples_file, 0
+        if samples_file is not None:
+            samples_file.unlink(missing_ok=True)  # a rerun's samples only
         self.evals: list[dict] = []
+        self.reference_prompts: PromptCache | None = None
         self.window = TrainingWindow()
         self._t0 = time.time()
         self._mark, self._step_times = None, []
@@ -231,13 +237,19 @@ class ModelEvaluator:
     def on_eval(self, step, model, tokenizer):
         """Sample, score, record gold, proxy, KL, length, EOS rate, examples and the times (one entry of `evals`).
         The policy's log-probs are those `generate` sampled from."""
-        t0 = time.perf_counter()
+        t0, self._step = time.perf_counter(), step
         sampling = Sampling(n=self.n, max_new_tokens=self.max_new_tokens, seed=eval_seed(self.seed, step),
-                            batch_size=self.batch_size, policy_logps_from_generate=True)
+                            batch_size=self.batch_size, policy_logps_from_generate=True,
+                            shared_prefill=self.world.params.shared_prefill)
         reference, context = ((self.reference, contextlib.nullcontext) if self.reference is not None
                               else (model, model.disable_adapter))
+        if self.reference_prompts is None:  # the frozen reference's prompt cache serves every evaluation
+            with context():
+                self.reference_prompts = PromptCache.encode(reference, self.prompt_ids, pad_id=tokenizer.pad_token_id,
+                                                            group_size=max(1, self.batch_size // self.n))
         result = sampled_eval(model, tokenizer, self.prompt_ids, self.prompts, sampling, reference=reference,
-                              reference_context=context, scorer=self.scorer, extra=self._world_fields)
+                              reference_context=context, scorer=self.scorer, extra=self._world_fields,
+                              reference_prompts=self.reference_prompts)
         rec = {**eval_fields(step, result), "ess_min_so_far": self.window.ess_min_so_far(), **result.extra,
                **self.window.take()}
         if self._step_times:
@@ -254,6 +266,10 @@ class ModelEvaluator:
         texts = [s.text for s in scored.samples]
         out = {"examples": [f"{self.contents[scored.prompt_index[i]]} -> {texts[i]}"
                             for i in range(0, len(texts), self.n)][: self.n_examples]}
+        if self.samples_file is not None:  # every sample of every evaluation, for reading later
+            with open(self.samples_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": self._step, "prompt_index": list(scored.prompt_index),
+                                    "completions": texts, "gold": scored.gold}) + "\n")
         if self.proxy is not None:
             out["proxy"] = float(np.mean(self.proxy([self.prompts[i] for i in scored.prompt_index], texts,
                                                     prompt_ids=[self.prompt_ids[i] for i in scored.prompt_index],
@@ -338,7 +354,8 @@ class ModelWorld:
         full = not spec.train.lora.enabled
         reference = (AutoModelForCausalLM.from_pretrained(spec.reference_dir, use_safetensors=True).eval()
                      if full else None)
-        return ModelEvaluator(self, tokenizer, reference, n_samples=spec.eval_samples, seed=spec.seed)
+        return ModelEvaluator(self, tokenizer, reference, n_samples=spec.eval_samples, seed=spec.seed,
+                              samples_file=Path(spec.train.output_dir) / "samples.jsonl")
 
     def _pairs(self, config, model, tokenizer, n_pairs: int, out: Path, progress) -> dict:
         """{"file", "stats"}: the one pair set, from one process or two (64 pairs or more, two workers)."""

@@ -48,7 +48,7 @@ def fingerprint(obj) -> str:
 # LabWorldConfig fields of kind `model` only: left out of a controlled world's settings, so its fingerprints (and
 # every record and prepared.json written before these fields existed) stay as they were
 MODEL_WORLD_FIELDS = ("model", "prompts", "eval_prompts", "n_eval_prompts", "gold", "label_scorer", "chat",
-                      "max_new_tokens", "batch_size")
+                      "max_new_tokens", "batch_size", "shared_prefill")
 
 
 def preparation_key(world_settings: dict, config, n_pairs: int) -> str:

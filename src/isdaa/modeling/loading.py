@@ -151,11 +151,19 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 def apply_lora(model, cfg: LoraConfig, *, gradient_checkpointing: bool = False, seed: int = 0):
-    """`model` with LoRA adapters from `cfg` (initialised from `seed`); input grads on for gradient checkpointing."""
+    """`model` with LoRA adapters from `cfg` (initialised from `seed`; on the top `cfg.layers` decoder layers only
+    when set); input grads on for gradient checkpointing."""
     from peft import LoraConfig as PeftLoraConfig, get_peft_model  # heavy import, needed only by LoRA runs
 
+    top = {}
+    if cfg.layers:
+        total = model.config.num_hidden_layers
+        if cfg.layers > total:
+            raise InputError(f"option lora.layers: {cfg.layers} is more than the model's {total} decoder layers")
+        top = {"layers_to_transform": list(range(total - cfg.layers, total)), "layers_pattern": "layers"}
     peft_cfg = PeftLoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM", **top
     )
     try:
         with torch.random.fork_rng(devices=[]):  # the adapter's init depends on the run's seed only

@@ -37,6 +37,13 @@ __all__ = [
     "mean_logps",
     "position_ids_from_mask",
     "token_logps_from_hidden",
+    "response_targets",
+    "response_logps_from_hidden",
+    "split_pairs",
+    "unwrap_model",
+    "cache_argument",
+    "output_head",
+    "final_hidden",
 ]
 
 
@@ -52,7 +59,7 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The transformers model inside DDP / DataParallel / torch.compile / PEFT wrappers."""
     while True:
         inner = getattr(model, "module", None)  # DistributedDataParallel, DataParallel
@@ -69,8 +76,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _output_head(model: nn.Module) -> nn.Module:
-    hf = _unwrap(model)
+def output_head(model: nn.Module) -> nn.Module:
+    hf = unwrap_model(model)
     config = getattr(hf, "config", None)
     if getattr(config, "final_logit_softcapping", None) is not None:
         raise ValueError("isdaa.modeling.logprobs: models with final_logit_softcapping are not supported")
@@ -82,7 +89,7 @@ def _output_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def _final_hidden(out) -> Tensor:
+def final_hidden(out) -> Tensor:
     hidden_states = getattr(out, "hidden_states", None)
     if not hidden_states:
         raise ValueError("isdaa.modeling.logprobs: the model returned no hidden_states for output_hidden_states=True")
@@ -165,14 +172,8 @@ def sequence_logps(
             row without response tokens.
         lengths: (N,) fp32 response token counts (exact integers as floats).
     """
-    _check_masks(input_ids, attention_mask, completion_mask)
+    target = response_targets(input_ids, attention_mask, completion_mask)
     attention_mask = attention_mask.to(input_ids.device)
-    target = completion_mask.to(input_ids.device).bool()
-    if bool(target[:, 0].any()):
-        raise ValueError("completion_mask must be 0 at position 0: no logits predict the first token")
-    if bool((target & ~attention_mask.bool()).any()):
-        raise ValueError("completion_mask marks a padding position (attention_mask = 0)")
-
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -181,12 +182,30 @@ def sequence_logps(
         output_hidden_states=True,
         logits_to_keep=1,
     )
-    hidden = _final_hidden(out)  # (N, T, H), post final norm
+    return response_logps_from_hidden(model, final_hidden(out), input_ids, target, chunk_size=chunk_size,
+                                      recompute=recompute)
 
+
+def response_targets(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
+    """The response positions (N, T) bool of `sequence_logps`'s inputs, checked (ValueError on bad masks)."""
+    _check_masks(input_ids, attention_mask, completion_mask)
+    attention_mask = attention_mask.to(input_ids.device)
+    target = completion_mask.to(input_ids.device).bool()
+    if bool(target[:, 0].any()):
+        raise ValueError("completion_mask must be 0 at position 0: no logits predict the first token")
+    if bool((target & ~attention_mask.bool()).any()):
+        raise ValueError("completion_mask marks a padding position (attention_mask = 0)")
+    return target
+
+
+def response_logps_from_hidden(model: nn.Module, hidden: Tensor, input_ids: Tensor, target: Tensor, *,
+                               chunk_size: int = 1024, recompute: bool = False) -> tuple[Tensor, Tensor]:
+    """(summed, lengths) of `sequence_logps` from the decoder's final (post-norm) hidden states (N, T, H) over
+    `input_ids`, the response positions `target` (`response_targets`)."""
     # Response token at (n, t) is predicted by the hidden row (n, t - 1).
     rows, cols = target[:, 1:].nonzero(as_tuple=True)  # cols = t - 1
     token_lp = token_logps_from_hidden(
-        _output_head(model), hidden[rows, cols], input_ids[rows, cols + 1], chunk_size=chunk_size, recompute=recompute
+        output_head(model), hidden[rows, cols], input_ids[rows, cols + 1], chunk_size=chunk_size, recompute=recompute
     )  # (M,)
     n = input_ids.shape[0]
     summed = torch.zeros(n, dtype=torch.float32, device=hidden.device).index_add(0, rows, token_lp)
@@ -194,7 +213,7 @@ def sequence_logps(
     return summed, lengths
 
 
-def _split_pairs(summed: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+def split_pairs(summed: Tensor, lengths: Tensor) -> dict[str, Tensor]:
     b = summed.shape[0] // 2
     return {
         "chosen_logps": summed[:b],
@@ -222,15 +241,15 @@ def batch_logps(model: nn.Module, batch: dict, *, chunk_size: int = 1024, recomp
         chunk_size=chunk_size,
         recompute=recompute,
     )
-    return _split_pairs(summed, lengths)
+    return split_pairs(summed, lengths)
 
 
 # ----------------------------------------------------------------------------------- shared-prompt path
 
 
-def _cache_kwarg(model: nn.Module) -> str:
+def cache_argument(model: nn.Module) -> str:
     """Name of the KV-cache argument: `cache` in recent transformers 5, `past_key_values` before."""
-    params = inspect.signature(_unwrap(model).forward).parameters
+    params = inspect.signature(unwrap_model(model).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
@@ -292,10 +311,10 @@ def batch_logps_shared_prompt(
     predicting = torch.cat([h_last.repeat(2, 1).unsqueeze(1), hidden_c[:, :-1]], 1)  # (2B, C, H)
     rows, cols = comp_mask.bool().nonzero(as_tuple=True)
     token_lp = token_logps_from_hidden(
-        _output_head(model), predicting[rows, cols], comp_ids[rows, cols], chunk_size=chunk_size, recompute=recompute
+        output_head(model), predicting[rows, cols], comp_ids[rows, cols], chunk_size=chunk_size, recompute=recompute
     )
     summed = torch.zeros(2 * b, dtype=torch.float32, device=device).index_add(0, rows, token_lp)
-    return _split_pairs(summed, comp_mask.sum(-1).to(torch.float32))
+    return split_pairs(summed, comp_mask.sum(-1).to(torch.float32))
 
 
 def _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask, rejected_ids, rejected_mask) -> int:
@@ -306,7 +325,7 @@ def _check_shared_inputs(model, prompt_ids, prompt_mask, chosen_ids, chosen_mask
     b = prompt_ids.shape[0]
     if chosen_ids.shape[0] != b or rejected_ids.shape[0] != b:
         raise ValueError("prompt, chosen and rejected must have the same number of rows B")
-    hf = _unwrap(model)
+    hf = unwrap_model(model)
     checkpointed = any(getattr(mod, "gradient_checkpointing", False) is True for mod in hf.modules())
     if checkpointed and hf.training and torch.is_grad_enabled():
         raise ValueError(
@@ -331,7 +350,7 @@ def _stacked_completions(chosen_ids, chosen_mask, rejected_ids, rejected_mask, d
 def _prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor):
     """Run the B prompts once with `use_cache=True`: (hidden row of each prompt's last real token (B, H), which
     predicts completion token 0; the KV cache; the name of the model's cache argument)."""
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_argument(model)
     out = model(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
@@ -340,7 +359,7 @@ def _prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor):
         output_hidden_states=True,
         logits_to_keep=1,
     )
-    hidden = _final_hidden(out)  # (B, P, H)
+    hidden = final_hidden(out)  # (B, P, H)
     cache = getattr(out, cache_kw, None)
     if cache is None:
         raise ValueError("the model returned no KV cache for use_cache=True")
@@ -363,4 +382,4 @@ def _completion_forward(
         logits_to_keep=1,
         **{cache_kw: cache},
     )
-    return _final_hidden(out)
+    return final_hidden(out)

@@ -64,6 +64,18 @@ def build_objective(objective: ObjectiveConfig) -> Objective:
         raise InputError(f"option objective.{exc.argument}: {exc}") from None
 
 
+def check_lora_layers(config: TrainConfig) -> None:
+    """`lora.layers` needs LoRA; `lora.cache_trunk` needs `lora.layers` and no torch.compile (InputError)."""
+    lora = config.lora
+    if lora.layers and not lora.enabled:
+        raise InputError("option lora.layers: only with lora.enabled true")
+    if lora.cache_trunk and not lora.layers:
+        raise InputError("option lora.cache_trunk: needs lora.layers > 0 (the top layers that train; the trunk "
+                         "below them is cached)")
+    if lora.cache_trunk and config.model.compile:
+        raise InputError("option lora.cache_trunk: not with model.compile (the cache runs slices of the model)")
+
+
 def prepare_inputs(config: TrainConfig) -> RunInputs:
     """Check the config, the model source, the tokenizer and every data row; nothing is written.
     Raises `InputError` (one line naming the option or the row) on the first problem."""
@@ -80,6 +92,7 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     check_model_source(config.model)
     if config.lora.enabled:
         check_lora_targets(config.model, config.lora)
+    check_lora_layers(config)
     tokenizer = load_tokenizer(config.model)
     train, dropped = _examples(config.data.train_file, tokenizer, config)
     evals = _examples(config.data.eval_file, tokenizer, config)[0] if config.data.eval_file else []

@@ -26,6 +26,7 @@ from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
+from isdaa.modeling.trunk import TrunkCache, decoder_layer_count
 from isdaa.objectives import ObjectiveOutput, PairLogps
 from isdaa.runtime import set_threads, use_cpu
 from isdaa.training import checkpoint as ckpt
@@ -88,7 +89,10 @@ def _batch_tokens(batch) -> int:
 
 def _use_shared_prompt(config: TrainConfig, train_examples) -> bool:
     """`prompt_sharing` and prompts long enough to pay for the second forward call (with or without
-    gradient checkpointing: isdaa's per-layer checkpointing keeps the KV cache)."""
+    gradient checkpointing: isdaa's per-layer checkpointing keeps the KV cache); never with `lora.cache_trunk`
+    (the cached trunk already runs each sequence once)."""
+    if config.lora.cache_trunk:
+        return False
     mean_prompt = sum(len(e.prompt_ids) for e in train_examples) / max(len(train_examples), 1)
     return bool(config.prompt_sharing and mean_prompt >= MIN_SHARED_PROMPT_TOKENS)
 
@@ -177,7 +181,11 @@ class Trainer:
     def pair_objective(self, batch) -> ObjectiveOutput:
         """The objective of one batch: the policy's log-probs (with gradient) against the reference's
         (precomputed into the batch, or a no-grad forward)."""
-        policy = _pair_logps(self.policy, batch)
+        if self.trunk is not None:
+            with self.acc.autocast():  # the cache calls the decoder directly, past the prepared model's autocast
+                policy = self.trunk.batch_logps(self.policy, batch)
+        else:
+            policy = _pair_logps(self.policy, batch)
         ref_chosen, ref_rejected = self._reference_of(batch)
         return self.inputs.objective(
             PairLogps(policy["chosen_logps"], policy["rejected_logps"], policy["chosen_lengths"],
@@ -337,6 +345,7 @@ class Trainer:
         self.policy, self.reference, self.inputs = load_run_models(cfg, self.inputs, acc,
                                                                    shared_prompt=self.shared_prompt,
                                                                    progress=self._bars())
+        self.trunk = self._trunk_cache()
         self.steps_per_epoch = len(self.inputs.train) // self.global_batch
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         self.policy, self.reference, self.optimizer, self.scheduler = self.plan.prepare(
@@ -361,6 +370,14 @@ class Trainer:
             stop = self._callback_stop(0)
             if stop is not None:
                 self.stop(0, stop)
+
+    def _trunk_cache(self) -> TrunkCache | None:
+        """The frozen trunk's cache of `lora.cache_trunk` (one process only), else None."""
+        if not self.cfg.lora.cache_trunk:
+            return None
+        if self.acc.num_processes > 1:
+            raise InputError("option lora.cache_trunk: one process only (the cache is not sharded)")
+        return TrunkCache(decoder_layer_count(self.policy) - self.cfg.lora.layers)
 
     def _resume(self) -> LoopState:
         """A fresh loop state, or the one of the checkpoint to resume from, loaded with its model, optimizer,
