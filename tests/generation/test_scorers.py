@@ -99,3 +99,19 @@ def test_hf_reward_model(tmp_path):
     assert got == pytest.approx(want, abs=1e-5)
     with pytest.raises(InputError, match="hf-rm"):
         get_scorer(f"hf-rm:{tmp_path / 'missing'}")
+
+
+def test_story_gold_is_sentiment_minus_what_the_labels_cannot_see():
+    pytest.importorskip("vaderSentiment")
+    from isdaa.generation.scorers import ends_a_sentence, repeated_bigram_share
+
+    assert repeated_bigram_share("so happy so happy so happy") == pytest.approx(1 - 2 / 5)  # 5 bigrams, 2 distinct
+    assert repeated_bigram_share("She smiled.") == 0.0 and repeated_bigram_share("one") == 0.0
+    assert ends_a_sentence('It was over."') and ends_a_sentence("Really?  ") and ends_a_sentence("(Yes!)")
+    assert not ends_a_sentence("and then she") and not ends_a_sentence("") and not ends_a_sentence("   ")
+    texts = ["She smiled and opened it happily.", "She smiled and opened it happily", "happy happy happy!", ""]
+    vader, story = get_scorer("vader"), get_scorer("story")
+    expected = [v - (0 if ends_a_sentence(t) else 1) - repeated_bigram_share(t)
+                for v, t in zip(vader(["p"] * 4, texts), texts)]
+    assert story(["p"] * 4, texts) == pytest.approx(expected)
+    assert expected[0] - expected[1] == pytest.approx(1.0)  # the same words cut off cost exactly 1
