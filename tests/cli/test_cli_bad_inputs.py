@@ -240,6 +240,17 @@ CONFIG_CASES = {
     "model_path_and_init": (lambda c: ["--model.name_or_path", str(c.tmp)], "set exactly one of", "model.init"),
     "model_init_invalid": (lambda c: ["--model.init", json.dumps(dict(INIT, hidden_size=30))],
                            "not a valid LlamaConfig", "model.init"),
+    "model_init_key_without_space": (lambda c: ["--model.init", "{hidden_size:32}"],
+                                     "unknown LlamaConfig key 'hidden_size:32': YAML reads 'hidden_size:32' as one "
+                                     "key because the space after ':' is missing; write {hidden_size: 32}",
+                                     "model.init"),
+    "model_init_unknown_key": (lambda c: ["--model.init.hiden_size", "64"],
+                               "unknown LlamaConfig key 'hiden_size' (did you mean 'hidden_size'?)", "model.init"),
+    "model_init_not_an_int": (lambda c: ["--model.init.hidden_size", "wide"], "expected int, got 'wide'",
+                              "model.init.hidden_size"),
+    "model_init_too_big": (lambda c: ["--model.init", "{hidden_size: 65536, intermediate_size: 262144, "
+                                      "num_hidden_layers: 200, num_attention_heads: 64}"],
+                           "parameters needs at least", "model.init"),
     "model_source_missing": (lambda c: ["--model.init", "null"], "required", "model.name_or_path"),
     "lora_targets_unknown": (lambda c: ["--lora", "--lora.target_modules", "qproj"], "none of ['qproj']", "lora.target_modules"),
     "tokenizer_missing": (lambda c: ["--model.tokenizer", str(c.tmp / "no-tok")], "does not exist", "model.tokenizer"),
