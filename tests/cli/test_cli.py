@@ -54,5 +54,32 @@ def test_help_lists_every_option_with_its_default(command, capsys):
 
 def test_unknown_command_and_no_arguments(capsys):
     assert main(["trian"]) == 2
-    assert "unknown command 'trian'" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: unknown command 'trian' (did you mean 'train'?); expected one of train, eval, lab, demo, pairs, "
+        "models, logps, plot\n")
+    assert main(["frobnicate"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
     assert main([]) == 2
+
+
+def test_version(capsys):
+    import isdaa
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"isdaa {isdaa.__version__}\n"
+
+
+def test_model_init_one_key_from_the_command_line_trains(tokenizer_dir, pairs_file, tmp_path, capsys):
+    """`--model.init.hidden_size 64` over a `--model.init` mapping: merged, coerced to int, and the estimate logged."""
+    init = {"vocab_size": len(WORDS) + 8, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    run = tmp_path / "run"
+    code = main(["train", "--model.init", json.dumps(init), "--model.init.hidden_size", "64",
+                 "--model.tokenizer", str(tokenizer_dir), "--train-file", str(pairs_file), "--output_dir", str(run),
+                 "--max_steps", "1", "--batch_size", "4", "--progress", "false", "--plots", "false",
+                 "--data.max_length", "32", "--data.max_prompt_length", "16", "--num_threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "isdaa: model.init: a random Llama of 33,728 parameters" in out
+    config = json.loads((run / "final" / "config.json").read_text())
+    assert config["hidden_size"] == 64 and config["intermediate_size"] == 64 and config["num_hidden_layers"] == 1

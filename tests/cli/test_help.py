@@ -43,3 +43,23 @@ def test_lab_help(capsys):
 def test_top_level_help(capsys):
     assert main(["--help"]) == 0
     assert "commands:" in capsys.readouterr().out
+
+
+def test_train_help_is_grouped_by_section_common_options_first(capsys):
+    assert main(["train", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line.split(":")[0] for line in lines
+               if line and not line.startswith((" ", "usage", "Every"))]
+    assert headers == ["common options", "model", "lora", "data", "objective", "optim", "monitor", "run"]
+    options = [line.split()[0] for line in lines if line.startswith("  --")]
+    assert options[:4] == ["--model.name_or_path", "--model.init", "--model.tokenizer", "--data.train_file"]
+    assert len(options) == len(set(options)) == len(option_help(TrainConfig))  # each option once
+    section_of = {}
+    for line in lines:
+        if line and not line.startswith(" "):
+            section = line.split(":")[0]
+        elif line.startswith("  --"):
+            section_of[line.split()[0][2:]] = section
+    assert section_of["monitor.every"] == "monitor" and section_of["optim.adam_eps"] == "optim"
+    assert section_of["save_every"] == "run" and section_of["objective.beta"] == "common options"
+    assert "  --objective.beta (--beta)" in "\n".join(lines)  # the short alias next to its option

@@ -194,7 +194,7 @@ def test_cli_writes_pairs(model_dir, tmp_path, capsys):
         (["--out", "{dir}"], "is a directory"),
         (["--bt-temperature", "-1"], "bt_temperature"),
         (["--model", "{missing}"], "does not exist"),
-        (["--colour", "red"], "unknown config key"),
+        (["--colour", "red"], "command line: unknown option --colour"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(model_dir, tmp_path, capsys, args, match):

@@ -1,10 +1,13 @@
 """Reading a command's argv: `--config FILE`, dotted overrides (`--objective.beta 0.01`, `--key=value`, a bare
-`--flag` = true) and the short aliases (`--beta 0.01` == `--objective.beta 0.01`)."""
+`--flag` = true for an on/off option, refused for any other) and the short aliases (`--beta 0.01` ==
+`--objective.beta 0.01`). The overrides are a `CommandLine`, so that the config loader can say an error came
+from the command line, spell the option as it was typed and suggest the aliases."""
 
 from __future__ import annotations
 
 import argparse
 
+from isdaa.config.sources import CommandLine, NoValue
 from isdaa.errors import InputError
 
 # Short flags accepted on the command line: --beta 0.01 == --objective.beta 0.01
@@ -45,16 +48,18 @@ def split_config(args: list[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
-def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+def parse_overrides(args: list[str]) -> CommandLine:
     """`["--objective.beta", "0.1", "--loss=ipo", "--lora"]` -> [("objective.beta", "0.1"), ...].
 
-    A flag with no value (followed by another flag or nothing) means `true`."""
-    pairs = []
+    An option with no value (followed by another option or nothing) gets `NoValue()` ("true"): the loader
+    accepts it for an on/off option only (`--lora`, `--progress`) and refuses it, naming the option, for any other."""
+    pairs, typed = [], {}
     i = 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
             raise InputError(f"unexpected argument {arg!r}: options look like --key value or --key=value")
+        spelled = arg.split("=", 1)[0]
         key = arg[2:]
         if "=" in key:
             key, value = key.split("=", 1)
@@ -63,13 +68,15 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
             value = args[i + 1]
             i += 2
         else:
-            value, i = "true", i + 1
+            value, i = NoValue(), i + 1
         key = key.replace("-", "_")
-        pairs.append((ALIASES.get(key, key), value))
-    return pairs
+        key = ALIASES.get(key, key)
+        pairs.append((key, value))
+        typed[key] = spelled
+    return CommandLine(pairs, typed=typed, aliases=ALIASES)
 
 
-def config_args(args: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
+def config_args(args: list[str]) -> tuple[str | None, CommandLine]:
     """(YAML path or None, dotted overrides): what `load_config(cls, path, overrides)` takes."""
     path, rest = split_config(args)
     return path, parse_overrides(rest)

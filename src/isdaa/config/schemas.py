@@ -19,7 +19,10 @@ class ModelConfig:
     """Where the policy comes from. Exactly one of `name_or_path` and `init` must be set."""
 
     name_or_path: str | None = option(None, help="a local model directory (from_pretrained) or a .gguf file")
-    init: dict | None = option(None, help="LlamaConfig keyword arguments: random init (tests, the lab)")
+    init: dict | None = option(None, help=(
+        "LlamaConfig keyword arguments: random init (tests, the lab); keys not given keep LlamaConfig's defaults "
+        "(a 7B-size Llama); one key: --model.init.hidden_size 64; a mapping on the command line is merged over "
+        "the file's"))
     tokenizer: str | None = option(None, help="a tokenizer directory; defaults to name_or_path")
     dtype: str = option("float32", help="weights: float32 | bfloat16 | float16 (log-probs and weights stay fp32)",
                         check=one_of(*_DTYPES))

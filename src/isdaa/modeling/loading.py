@@ -1,7 +1,8 @@
 """Loading the policy, its tokenizer and the frozen reference.
 
 Sources: a local model directory (`from_pretrained`, safetensors), a `.gguf` file (transformers'
-`gguf_file=`, needs the `gguf` package), or a `LlamaConfig` dict for random init (tests, the lab).
+`gguf_file=`, needs the `gguf` package), or a `LlamaConfig` dict for random init (tests, the lab), checked,
+coerced and sized before anything is allocated (`isdaa.modeling.model_init`).
 The reference is a frozen copy of the initial policy, or — with LoRA — the same model with its adapter
 disabled (no second copy in memory). `trust_remote_code` is passed through and defaults to False.
 """
@@ -12,12 +13,13 @@ import copy
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from isdaa.config import LoraConfig, ModelConfig
 from isdaa.errors import InputError
 from isdaa.modeling.checkpointing import enable_layer_checkpointing
 from isdaa.modeling.compiling import compile_blocks
+from isdaa.modeling.model_init import check_model_fits, llama_config, parameter_count, size_text, training_bytes
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,22 +38,13 @@ def _source(cfg: ModelConfig) -> tuple[str, dict]:
     return str(path), {}
 
 
-def _llama_config(init: dict):
-    """`LlamaConfig(**init)`, or InputError (transformers raises several exception types on bad values)."""
-    try:
-        return LlamaConfig(**init)
-    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, StrictDataclassClassValidationError, ...
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise InputError(f"model.init: not a valid LlamaConfig ({lines[-1] if lines else type(exc).__name__})") from None
-
-
 def check_model_source(cfg: ModelConfig) -> None:
     """Everything `load_policy` would refuse about the model source, checked cheaply (no weights read),
     so that a run fails before its output directory exists."""
     if (cfg.name_or_path is None) == (cfg.init is None):
         raise InputError("model: set exactly one of model.name_or_path (a local model) and model.init (a LlamaConfig)")
     if cfg.init is not None:
-        _llama_config(cfg.init)
+        check_model_fits(llama_config(cfg.init), cfg.dtype, given=cfg.init)
     else:
         _source(cfg)
 
@@ -64,7 +57,7 @@ def check_lora_targets(cfg: ModelConfig, lora: LoraConfig) -> None:
         return
     try:
         if cfg.init is not None:
-            config = _llama_config(cfg.init)
+            config = llama_config(cfg.init)
         else:
             src, extra = _source(cfg)
             if extra:  # .gguf: the architecture is only known after reading the file
@@ -119,7 +112,9 @@ def load_policy(cfg: ModelConfig, *, seed: int = 0):
     dtype = DTYPES[cfg.dtype]
     check_model_source(cfg)
     if cfg.init is not None:
-        config = _llama_config(cfg.init)
+        config = llama_config(cfg.init)
+        print(f"isdaa: model.init: a random Llama of {parameter_count(config):,} parameters "
+              f"({size_text(training_bytes(config, cfg.dtype))} for its {cfg.dtype} weights, gradients and AdamW state)")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = LlamaForCausalLM(config).to(dtype)
