@@ -3,18 +3,21 @@ over the six controlled cells and the real-model cell, so that an objective with
 
 `isdaa lab compare --rule objectives DIR ... --out OUT` reads every lab directory's `results.json`; the runs of
 one (world, β) may come from several directories (a world's first sweep and a later one adding a candidate: their
-reference's gold must agree, i.e. the same preparation). Controlled worlds are read in their `few_pairs` regime,
+reference's gold must agree, i.e. the same preparation); a committed report without `results.json` is read from its
+`results.csv` (`results_from_csv`). Controlled worlds are read in their `few_pairs` regime,
 the model world in its one regime. A candidate is recognised by its objective (`loss`, `weighting`), whatever its
 label. Writes OUT/summary.md and OUT/summary.json.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from isdaa.errors import InputError
 from isdaa.lab.crossworld import _ranks, bar_check
@@ -22,7 +25,8 @@ from isdaa.lab.store import write_json
 from isdaa.lab.summary import summarize
 from isdaa.lab.verdict import fmt, fmt_mean_se
 
-__all__ = ["CANDIDATES", "load_objective_cells", "apply_objective_rule", "write_objective_comparison"]
+__all__ = ["CANDIDATES", "load_objective_cells", "apply_objective_rule", "write_objective_comparison",
+           "results_from_csv"]
 
 # (loss, weighting) -> the rule's name for the candidate (RULE-objectives.md's table)
 CANDIDATES = {
@@ -43,11 +47,43 @@ def _candidate(overrides: dict) -> str | None:
 
 
 def _results(directory) -> dict:
-    path = Path(directory) / "results.json"
+    """A lab directory's `results.json`, or — for a committed report without it — the same structure rebuilt from
+    its `results.csv`, `lab.yaml` (the sweep's config) and `reference_gold.json` ({"gold": the reference's gold})."""
+    directory = Path(directory)
+    path = directory / "results.json"
+    if not path.is_file() and (directory / "results.csv").is_file():
+        return results_from_csv(directory)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a lab results file ({type(exc).__name__}: {exc})") from None
+
+
+def _number(text: str):
+    return float(text) if text not in ("", "None", "nan") else None
+
+
+def results_from_csv(directory: Path) -> dict:
+    """`results.json`'s fields the summaries read (config world, methods, reference gold, runs with their
+    evaluations) from `results.csv` (one row per run × evaluation), `lab.yaml` and `reference_gold.json`."""
+    try:
+        config = yaml.safe_load((directory / "lab.yaml").read_text(encoding="utf-8"))
+        ref_gold = float(json.loads((directory / "reference_gold.json").read_text(encoding="utf-8"))["gold"])
+        with open(directory / "results.csv", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise InputError(f"{directory}: results.csv needs lab.yaml and reference_gold.json beside it "
+                         f"({type(exc).__name__}: {exc})") from None
+    runs: dict = {}
+    for row in rows:
+        key = (row["regime"], row["method"], float(row["beta"]), int(row["seed"]))
+        run = runs.setdefault(key, {"regime": key[0], "method": key[1], "beta": key[2], "seed": key[3],
+                                    "status": row["status"], "evals": []})
+        run["evals"].append({k: _number(row[k]) for k in ("gold", "kl_k3", "sqrt_kl", "length", "ess_min")}
+                            | {"step": int(row["step"])})
+    methods = [{"label": m["label"], "overrides": {k: v for k, v in m.items() if k != "label"}}
+               for m in config.get("methods") or []]
+    return {"config": config, "methods": methods, "reference_gold": {"gold": ref_gold}, "runs": list(runs.values())}
 
 
 def load_objective_cells(directories) -> dict:
