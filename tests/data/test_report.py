@@ -74,7 +74,8 @@ def test_a_tokenizer_without_unknown_token_has_no_share():
     tok = word_tokenizer(["a", "b", "c"])
     examples, _ = tokenize_rows([{"prompt": "a b", "chosen": "c", "rejected": "a"}], tok, max_length=8,
                                 max_prompt_length=4)
-    tok.unk_token = None  # as a byte-level tokenizer, which reads any text
-    report = data_report(examples, tok, source="x", dropped=0, max_length=8, max_prompt_length=4)
-    assert report.unknown_share is None and "n/a (the tokenizer has no unknown token)" in report.line()
-    assert unknown_tokens_check(report, option="data.train_file") is None
+    for unk in (None, tok.eos_token):  # a byte-level BPE reads any text; GPT-2's unknown token is its EOS
+        tok.unk_token = unk
+        report = data_report(examples, tok, source="x", dropped=0, max_length=8, max_prompt_length=4)
+        assert report.unknown_share is None and "n/a (the tokenizer has no unknown token of its own)" in report.line()
+        assert unknown_tokens_check(report, option="data.train_file") is None

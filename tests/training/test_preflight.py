@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from conftest import make_pairs, write_jsonl
+from conftest import TINY_INIT, WORDS, make_pairs, write_jsonl
 
 import isdaa
+from isdaa.cli import main
 from isdaa.errors import InputError
 from isdaa.training.trainer import fit
 
@@ -44,3 +46,15 @@ def test_some_unknown_words_are_a_warning(tiny_config, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"isdaa: warning: data.train_file {tmp_path / 'mixed.jsonl'}: " in err
     assert "of the text tokens are the tokenizer's unknown token <unk> (more than 5.0%)" in err
+
+
+def test_through_the_cli_it_is_exit_2_and_one_line(tmp_path, tokenizer_dir, capsys):
+    data = write_jsonl(tmp_path / "english.jsonl", ENGLISH)
+    rc = main(["train", "--model.init", json.dumps(dict(TINY_INIT, vocab_size=len(WORDS) + 8)), "--model.tokenizer",
+               str(tokenizer_dir), "--data.train_file", str(data), "--output_dir", str(tmp_path / "run"),
+               "--data.max_length", "32", "--data.max_prompt_length", "16", "--batch_size", "4", "--progress",
+               "false", "--weighting", "is"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: data.train_file {data}: ") and "(more than 50.0%)" in err
+    assert not (tmp_path / "run").exists()

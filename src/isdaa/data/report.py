@@ -8,8 +8,8 @@ read, how much truncation cut.
 
 Unknown tokens: the share of the text tokens that are the tokenizer's unknown token (`unk_token_id`), counted on
 the ids the model trains on (after truncation); the other special tokens (BOS, EOS, the chat template's markers)
-are not text and are left out of the count. A tokenizer without an unknown token (byte-level BPE reads any text)
-has no share: None. Text the tokenizer cannot read trains on `<unk>` runs: the loss falls, the accuracy reaches
+are not text and are left out of the count. A tokenizer without an unknown token of its own (byte-level BPE reads any text; GPT-2's
+names its EOS `<|endoftext|>` as the unknown token too) has no share: None. Text the tokenizer cannot read trains on `<unk>` runs: the loss falls, the accuracy reaches
 1.00 and the model learns nothing about the text, so a file mostly unknown to the tokenizer is refused
 (`UNKNOWN_REFUSE`) and a noticeable share is a warning (`UNKNOWN_WARN`).
 
@@ -56,7 +56,7 @@ class DataReport:
 
     def line(self) -> str:
         """The report as one line of the training log."""
-        unknown = ("n/a (the tokenizer has no unknown token)" if self.unknown_share is None
+        unknown = ("n/a (the tokenizer has no unknown token of its own)" if self.unknown_share is None
                    else f"{_percent(self.unknown_share)} ({self.unknown_token})")
         dropped = "" if self.dropped is None else f" ({self.dropped} dropped)"
         return (
@@ -99,10 +99,19 @@ def _untruncated(example: Example) -> tuple[int, int, int]:
     return len(example.prompt_ids), len(example.chosen_ids), len(example.rejected_ids)
 
 
+def unknown_token_id(tokenizer) -> int | None:
+    """The tokenizer's unknown token id, or None when it has none of its own: none at all, or one that is also its
+    EOS, BOS or pad token (GPT-2's `<|endoftext|>`), which its text never tokenises to."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    others = {getattr(tokenizer, f"{name}_token_id", None) for name in ("eos", "bos", "pad")}
+    return None if unk is None or unk in others else unk
+
+
 def unknown_share(examples: Sequence[Example], tokenizer) -> float | None:
     """The share of the examples' text tokens (every id but the special ones other than the unknown token) that
-    are `tokenizer.unk_token_id`; None when the tokenizer has no unknown token, 0 when there is no text token."""
-    unk = getattr(tokenizer, "unk_token_id", None)
+    are the tokenizer's unknown token; None when it has none of its own (`unknown_token_id`), 0 when there is no
+    text token."""
+    unk = unknown_token_id(tokenizer)
     if unk is None:
         return None
     specials = np.array(sorted(special_token_ids(tokenizer) - {unk}), dtype=np.int64)

@@ -4,12 +4,13 @@ a file the tokenizer cannot read — before the output directory is touched."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 from isdaa.config import TrainConfig
 from isdaa.data.report import DataReport, data_report, unknown_tokens_check
 from isdaa.training.setup import RunInputs
 
-__all__ = ["check_data"]
+__all__ = ["DataCheck", "check_data"]
 
 
 def _reports(config: TrainConfig, inputs: RunInputs) -> list[tuple[str, DataReport]]:
@@ -23,16 +24,26 @@ def _reports(config: TrainConfig, inputs: RunInputs) -> list[tuple[str, DataRepo
     return reports
 
 
-def check_data(config: TrainConfig, inputs: RunInputs, *, show: bool) -> list[DataReport]:
+@dataclass
+class DataCheck:
+    """The data reports of a run's files and the warnings about them, printed by `show` once the run is sure to
+    start (a refused output directory keeps its one-line error)."""
+
+    reports: list[DataReport]
+    warnings: list[str]
+
+    def show(self) -> None:
+        """One `isdaa: data: ...` line per file on stdout, then each warning on stderr."""
+        for report in self.reports:
+            print(f"isdaa: data: {report.line()}", flush=True)
+        for warning in self.warnings:
+            print(f"isdaa: warning: {warning}", file=sys.stderr, flush=True)
+
+
+def check_data(config: TrainConfig, inputs: RunInputs) -> DataCheck:
     """The data report of the run's files: InputError (one line naming the file and the share) when more than
-    `isdaa.data.report.UNKNOWN_REFUSE` of a file's text tokens are the tokenizer's unknown token; else, when
-    `show` (the main process), one `isdaa: data: ...` line per file on stdout and a warning on stderr for a file
-    above `UNKNOWN_WARN`. Returns the reports."""
+    `isdaa.data.report.UNKNOWN_REFUSE` of a file's text tokens are the tokenizer's unknown token; else the
+    reports and a warning for each file above `UNKNOWN_WARN`."""
     reports = _reports(config, inputs)
     warnings = [w for option, report in reports if (w := unknown_tokens_check(report, option=option))]
-    if show:
-        for _, report in reports:
-            print(f"isdaa: data: {report.line()}", flush=True)
-        for warning in warnings:
-            print(f"isdaa: warning: {warning}", file=sys.stderr, flush=True)
-    return [report for _, report in reports]
+    return DataCheck([report for _, report in reports], warnings)

@@ -435,6 +435,8 @@ def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
     set_threads(config.num_threads)
     with third_party_progress_bars(config.progress):
         inputs = prepare_inputs(config)
-        check_data(config, inputs, show=process_state().is_main_process)  # refuses unreadable data, writes nothing
+        data = check_data(config, inputs)  # refuses data the tokenizer cannot read; nothing written yet
         with prepare_output_dir(config, inputs):  # the output directory's lock, held to the end of the run
+            if process_state().is_main_process:
+                data.show()  # the data report, before step 1
             return Trainer(config, inputs, callbacks).run()
