@@ -51,6 +51,9 @@ class Example:
     ref_chosen_logps: float | None = None
     ref_rejected_logps: float | None = None
     weight: float | None = None
+    # (prompt, chosen, rejected) token counts before truncation, as `tokenize_rows` saw them (for the data
+    # report, `isdaa.data.report`); None for an Example built by hand
+    untruncated_lengths: tuple[int, int, int] | None = None
 
 
 def length(example: Example) -> int:
@@ -133,7 +136,7 @@ def _token_ids(rows: list[dict], tokenizer, where: str) -> tuple[list[list[int]]
             )
         prompt_texts = [_render(tokenizer, row["prompt"], i, where) for i, row in enumerate(rows)]
         prompts = _ids(tokenizer, prompt_texts, special=False)
-        specials, completions, fallbacks = _special_ids(tokenizer), [], 0
+        specials, completions, fallbacks = special_token_ids(tokenizer), [], 0
         for key in ("chosen", "rejected"):
             contents = [row[key][0]["content"] for row in rows]
             endings = [_turn_ending(tokenizer, row["prompt"], text, row[key][0], specials, eos)
@@ -174,7 +177,7 @@ def completion_token_ids(tokenizer, texts: list[str], endings: list[list[int] | 
     return out
 
 
-def _special_ids(tokenizer) -> set[int]:
+def special_token_ids(tokenizer) -> set[int]:
     """The ids of the tokenizer's special tokens (EOS, BOS, ... and added tokens marked special)."""
     ids = set(getattr(tokenizer, "all_special_ids", ()))
     ids.update(i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False))
@@ -212,13 +215,14 @@ def _truncated(row: dict, prompt: list[int], chosen: list[int], rejected: list[i
                max_prompt_length: int | None) -> Example | None:
     """The row's Example after TRL-order truncation (prompt keeps its end, completions their start);
     None when the prompt leaves no room for a completion token."""
+    lengths = (len(prompt), len(chosen), len(rejected))
     if max_prompt_length is not None:
         prompt = prompt[-max_prompt_length:]
     room = max_length - len(prompt)
     if room < 1:
         return None
     extras = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
-    return Example(list(prompt), chosen[:room], rejected[:room], **extras)
+    return Example(list(prompt), chosen[:room], rejected[:room], **extras, untruncated_lengths=lengths)
 
 
 def _report_dropped(where: str, n_rows: int, n_kept: int, too_long: int, identical: int, max_length: int,

@@ -9,11 +9,15 @@ disabled (no second copy in memory). `trust_remote_code` is passed through and d
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
+import warnings
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from isdaa.config import LoraConfig, ModelConfig
 from isdaa.errors import InputError
@@ -187,3 +191,30 @@ def model_identity(cfg: ModelConfig, seed: int) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
     stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return f"path:{path.resolve()}:{stats}:dtype={cfg.dtype}"
+
+
+@contextlib.contextmanager
+def third_party_progress_bars(enabled: bool):
+    """Inside the block, the progress bars of transformers ("Loading weights", "Writing model shards") and
+    huggingface_hub (downloads), and of datasets when it is imported, off unless `enabled`; after it, as they
+    were. `enabled` changes nothing (bars turned off elsewhere stay off)."""
+    if enabled:
+        yield
+        return
+    datasets = sys.modules.get("datasets")
+    switches = [(hf_logging.is_progress_bar_enabled(), hf_logging.disable_progress_bar, hf_logging.enable_progress_bar)]
+    if datasets is not None:
+        switches.append((datasets.is_progress_bar_enabled(), datasets.disable_progress_bars,
+                         datasets.enable_progress_bars))
+    with warnings.catch_warnings():  # an HF_*_DISABLE_PROGRESS_BARS variable wins; its warning is noise here
+        warnings.simplefilter("ignore")
+        for _, turn_off, _ in switches:
+            turn_off()  # transformers' turns huggingface_hub's off too
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for was_on, _, turn_on in switches:
+                if was_on:
+                    turn_on()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,16 +21,17 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from safetensors import SafetensorError
 from tqdm.auto import tqdm
-from transformers.utils import logging as hf_logging
 
 from isdaa.config import TrainConfig
 from isdaa.data import SHARED_KEYS, collate, collate_shared
 from isdaa.errors import InputError
+from isdaa.modeling.loading import third_party_progress_bars
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
 from isdaa.modeling.trunk import TrunkCache, decoder_layer_count
 from isdaa.objectives import ObjectiveOutput, PairLogps
-from isdaa.runtime import set_threads, use_cpu
+from isdaa.runtime import process_state, read_metrics, set_threads, use_cpu
 from isdaa.training import checkpoint as ckpt
+from isdaa.training.alarms import WeightAlarms, alarm_patience
 from isdaa.training.cadence import Cadence
 from isdaa.training.callbacks import RunHandle, call_hook, has_hook, requested_stop
 from isdaa.training.data_order import epoch_batches
@@ -38,6 +40,7 @@ from isdaa.training.loop_state import LoopState
 from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
+from isdaa.training.preflight import check_data
 from isdaa.training.run_models import load_run_models
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
@@ -129,23 +132,26 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        """Set up, then train and finish, SIGTERM / SIGUSR1 / Ctrl-C deferred to the end of a step (`signals.py`)."""
-        self.setup()
-        with self.signals:
-            return self._train_and_finish()
+        """Set up, then train and finish, SIGTERM / SIGUSR1 / Ctrl-C deferred to the end of a step (`signals.py`);
+        transformers' own bars ("Loading weights", ...) only where the run shows its bars."""
+        with third_party_progress_bars(self._bars()):
+            self.setup()
+            with self.signals:
+                return self._train_and_finish()
 
     def _train_and_finish(self) -> TrainResult:
         """Train from the first step not done yet up to the last or a stop, and finish."""
         state, last = self.state, self.total_steps
         bar = tqdm(total=last, initial=state.step, desc="train", disable=not self._bars(), dynamic_ncols=True)
         try:
-            while state.step < last and self.stop_reason is None:
-                self._enter_epoch()
-                outcome = self.optimizer_step()
-                if self.log_cadence.due(state.step, last=last) or not outcome.finite:
-                    self.log_step(state.step, outcome, bar)
-                bar.update(1)
-                self.end_step(state.step)
+            with third_party_progress_bars(False):  # a mid-run save's "Writing model shards" would cut the bar
+                while state.step < last and self.stop_reason is None:
+                    self._enter_epoch()
+                    outcome = self.optimizer_step()
+                    if self.log_cadence.due(state.step, last=last) or not outcome.finite:
+                        self.log_step(state.step, outcome, bar)
+                    bar.update(1)
+                    self.end_step(state.step)
         finally:
             bar.close()
         return self.finish()
@@ -240,6 +246,14 @@ class Trainer:
             call_hook(self.callbacks, "on_log", step, metrics)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['rewards/accuracies']:.2f}",
                         w=f"{metrics['weights/mean']:.3g}", ess=f"{metrics['weights/ess']:.2f}", refresh=False)
+        self._warn_about_weights(step, metrics)
+
+    def _warn_about_weights(self, step: int, metrics: dict) -> None:
+        """A weighting that underflows or saturates (`alarms.py`): its one warning in `metrics.jsonl` and on stderr."""
+        for key, message in self.alarms.observe(step, metrics):
+            self.log.write({"step": step, key: message})
+            if self.acc.is_main_process:
+                tqdm.write(f"isdaa: warning: {message}", file=sys.stderr)
 
     def end_step(self, step: int) -> None:
         """After optimizer step `step`: a stop for too many non-finite steps in a row or a stop signal; else
@@ -356,6 +370,9 @@ class Trainer:
         self.batches, self.batches_epoch = None, None
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=acc.is_main_process)
         self.log.truncate_after(self.state.step)
+        self.alarms = WeightAlarms(cfg.objective, alarm_patience(self.total_steps, cfg.log_every))
+        if self.start_step > 0:
+            self.alarms.replay(read_metrics(self.log.path))
         if acc.is_main_process:
             write_run_config(cfg, self.run_dir)
         if cfg.trackers:
@@ -433,8 +450,10 @@ def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
     Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps,
     `WriteFailed` when a checkpoint or `final/` cannot be written, `RunInterrupted` after a stop signal."""
     set_threads(config.num_threads)
-    if not config.progress:
-        hf_logging.disable_progress_bar()
-    inputs = prepare_inputs(config)
-    with prepare_output_dir(config, inputs):  # the output directory's lock, held to the end of the run
-        return Trainer(config, inputs, callbacks).run()
+    with third_party_progress_bars(config.progress):
+        inputs = prepare_inputs(config)
+        data = check_data(config, inputs)  # refuses data the tokenizer cannot read; nothing written yet
+        with prepare_output_dir(config, inputs):  # the output directory's lock, held to the end of the run
+            if process_state().is_main_process:
+                data.show()  # the data report, before step 1
+            return Trainer(config, inputs, callbacks).run()

@@ -1,0 +1,52 @@
+"""Third-party progress bars (transformers' "Loading weights", "Writing model shards"): none under
+`progress: false`, none cutting into the training bar, and no setting changed for the rest of the process."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import save_tiny_model
+from transformers.utils import logging as hf_logging
+
+from isdaa.training.trainer import fit
+
+
+@pytest.fixture
+def bars_on():
+    """transformers' bars on, as in a fresh process (an earlier test may have turned them off), then as they were."""
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    yield
+    if not was_on:
+        hf_logging.disable_progress_bar()
+
+
+class _SaveMidRun:
+    """Writes the policy as `snapshot/` after step 1, inside the training bar's lifetime."""
+
+    def on_step_end(self, step, run):
+        if step == 1:
+            run.save_model("snapshot")
+
+
+def _run(tiny_config, tmp_path, capfd, progress: bool) -> str:
+    """What a 3-step run from a model directory writes on stderr."""
+    model = save_tiny_model(tmp_path / "model")
+    cfg = tiny_config(max_steps=3, progress=progress, **{"model.init": None, "model.name_or_path": str(model),
+                                                         "model.tokenizer": None})
+    capfd.readouterr()
+    fit(cfg, callbacks=[_SaveMidRun()])
+    return capfd.readouterr().err.replace("\r", "\n")
+
+
+def test_no_third_party_bars_under_progress_false(tiny_config, tmp_path, capfd, bars_on):
+    err = _run(tiny_config, tmp_path, capfd, progress=False)
+    assert "Loading weights" not in err and "Writing model shards" not in err and "train:" not in err
+    assert hf_logging.is_progress_bar_enabled()  # scoped to the run: a later load in this process shows its bar
+
+
+def test_no_third_party_bar_inside_the_training_bar(tiny_config, tmp_path, capfd, bars_on):
+    err = _run(tiny_config, tmp_path, capfd, progress=True)
+    first, last = err.index("train:"), err.rindex("train:")
+    assert "Loading weights" in err[:first]  # before the bar: shown
+    assert "Writing model shards" not in err[first:last]  # the mid-run save's: not
+    assert "Writing model shards" in err[last:]  # final/, after the bar
