@@ -127,13 +127,13 @@ session() {
 echo "gpu_session: $(date -u +%Y-%m-%dT%H:%M:%SZ), budget ${BUDGET_S}s, out $OUT"
 install_wheels || echo "=== wheels: install failed (the TRL stages will fail)"
 stage versions 60 versions
-stage isdaa-is-b$BATCH 200 measure isdaa-is-b$BATCH isdaa_check
-stage trl-b$BATCH 200 measure trl-b$BATCH trl_check
-stage tiny-train 120 tiny_train
-stage isdaa-dpo-b$BATCH 150 measure isdaa-dpo-b$BATCH env WEIGHTING=none bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
-stage isdaa-dpo-b$BIG_BATCH 150 measure isdaa-dpo-b$BIG_BATCH env WEIGHTING=none BATCH=$BIG_BATCH STEPS=8 \
+stage isdaa-is-b$BATCH 170 measure isdaa-is-b$BATCH isdaa_check
+stage trl-b$BATCH 170 measure trl-b$BATCH trl_check
+stage tiny-train 100 tiny_train
+stage isdaa-dpo-b$BATCH 120 measure isdaa-dpo-b$BATCH env WEIGHTING=none bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
+stage isdaa-dpo-b$BIG_BATCH 130 measure isdaa-dpo-b$BIG_BATCH env WEIGHTING=none BATCH=$BIG_BATCH STEPS=8 \
     bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
-stage trl-b$BIG_BATCH 150 measure trl-b$BIG_BATCH env BATCH=$BIG_BATCH STEPS=8 "$PY" benchmarks/gpu_trl.py
+stage trl-b$BIG_BATCH 130 measure trl-b$BIG_BATCH env BATCH=$BIG_BATCH STEPS=8 "$PY" benchmarks/gpu_trl.py
 stage isdaa-dpo-compile-b$BATCH 150 measure isdaa-dpo-compile-b$BATCH env WEIGHTING=none COMPILE=1 STEPS=12 WARMUP=4 \
     bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
 
