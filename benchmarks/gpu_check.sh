@@ -9,6 +9,8 @@
 #                                                  # model.compile, data.group_by_length (each off by default)
 #   WEIGHTING=none bash benchmarks/gpu_check.sh    # plain DPO (default: is, IS-DPO)
 #   RESULT_JSON=out.json bash benchmarks/gpu_check.sh   # the figures as JSON too
+#   PROFILE=1 bash benchmarks/gpu_check.sh         # + a profile of 2 steps and their host-device syncs
+#                                                  # (benchmarks/throughput/gpu_profile.py; pairs/s then not comparable)
 #   THREADS=8: torch CPU threads (the random init of the model, the data; default 8 on a GPU machine)
 #
 # MFU = 6 * N * tokens/s / peak, N = parameters without the input embedding, tokens = the tokens the decoder ran
@@ -25,7 +27,7 @@ PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python
 export PEAK_TFLOPS="${PEAK_TFLOPS:-989}" SHAPE="${SHAPE:-hh}" BATCH="${BATCH:-8}" STEPS="${STEPS:-12}" WARMUP="${WARMUP:-2}"
 export LAYERS="${LAYERS:-24}" HIDDEN="${HIDDEN:-1536}" HEADS="${HEADS:-16}" KV_HEADS="${KV_HEADS:-4}" INTER="${INTER:-4096}"
 export CHECKPOINTING="${CHECKPOINTING:-0}" COMPILE="${COMPILE:-0}" GROUP_BY_LENGTH="${GROUP_BY_LENGTH:-0}"
-export WEIGHTING="${WEIGHTING:-is}" RESULT_JSON="${RESULT_JSON:-}"
+export WEIGHTING="${WEIGHTING:-is}" RESULT_JSON="${RESULT_JSON:-}" PROFILE="${PROFILE:-0}"
 # a fresh inductor cache: COMPILE=1 then pays (and shows) the real compile time, and no torn entry of an earlier,
 # killed compilation is loaded
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$(mktemp -d -t isdaa-inductor-XXXXXX)}"
@@ -90,8 +92,8 @@ cfg = load_config(TrainConfig, None, {
 class StepEnds:
     """Wall-clock ends of the steps, the device synchronised (the on_log hook runs once per logged step)."""
 
-    def __init__(self):
-        self.t_loop, self.ends = None, []
+    def __init__(self, profile=None):
+        self.t_loop, self.ends, self.profile = None, [], profile
 
     def on_train_begin(self, model, tokenizer):
         self.t_loop = time.perf_counter()
@@ -100,12 +102,22 @@ class StepEnds:
         if cuda:
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+        if self.profile is not None:
+            self.profile.step()
 
 
-timer = StepEnds()
+from contextlib import nullcontext
+
+from throughput.gpu_profile import StepProfile
+
+profile = StepProfile(warmup) if env["PROFILE"] == "1" else None
+timer = StepEnds(profile)
 t0 = time.perf_counter()
-isdaa.train(cfg, callbacks=[timer])
+with profile or nullcontext():
+    isdaa.train(cfg, callbacks=[timer])
 wall = time.perf_counter() - t0
+if profile is not None:
+    result["profile"] = profile.report()
 hist = [json.loads(l) for l in (work / "run" / "metrics.jsonl").read_text().splitlines()]
 hist = [m for m in hist if "throughput/pairs_per_s" in m][warmup:]
 in_step_pairs_s = statistics.median(m["throughput/pairs_per_s"] for m in hist)

@@ -4,18 +4,20 @@
 #   2. benchmarks/gpu_check.sh: isdaa's real step, bf16 autocast, random ~0.67B Llama, HH shape, batch 8, IS-DPO;
 #   3. benchmarks/gpu_trl.py: TRL 1.16's DPOTrainer on the same card, model, data and batch (its fused head);
 #   4. the tiny example's `isdaa train` (examples/tiny-is-dpo.yaml) with the in-run monitor, bf16, on the GPU;
-#   5. extras while time is left: isdaa with plain DPO (the like-for-like ratio), batch 32 for both trainers,
-#      isdaa with model.compile.
+#   5. extras while time is left: isdaa with plain DPO (the like-for-like ratio), a profile of 2 steps of each
+#      trainer with their host-device syncs (PROFILE=1), batch 32 for both trainers, isdaa with model.compile.
 # Each stage is a fresh process with its own time limit; a stage that fails is logged and the next one runs.
 #
 #   OUT=/tmp/gpu-out PEAK_TFLOPS=989 bash benchmarks/gpu_session.sh
 #   WHEELS=dir ...   # first install trl / datasets / dill / multiprocess from wheels in dir (a machine offline)
 #   BUDGET_S=390 ... # stop starting stages that would not finish within this many seconds of the start
+#   ONLY="versions isdaa-profile-b8 trl-profile-b8" ...   # only these stages (names as in the log)
 # Dry run on a CPU (tiny model, every stage): ALLOW_CPU=1 LAYERS=2 HIDDEN=64 HEADS=4 KV_HEADS=2 INTER=128 \
 #   STEPS=3 BATCH=2 BIG_BATCH=2 OUT=/tmp/gpu-out bash benchmarks/gpu_session.sh
 #
 # Writes under $OUT: session.log (everything printed), results.jsonl (one line per measured run), stages.tsv
 # (each stage's exit code and seconds), tiny-run.tar.gz (the tiny run's metrics, summary and plots).
+# PROFILE=1 runs' pairs/s include the profiler's overhead: only the measured runs go to results.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -37,6 +39,9 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 stage() {
     local name="$1" limit="$2"
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+        return 0
+    fi
     if [ "$(left)" -lt "$limit" ]; then
         echo "=== $name: skipped ($(left)s left, needs $limit)"
         printf '%s\tskipped\t0\n' "$name" >> "$OUT/stages.tsv"
@@ -131,6 +136,8 @@ stage isdaa-is-b$BATCH 170 measure isdaa-is-b$BATCH isdaa_check
 stage trl-b$BATCH 170 measure trl-b$BATCH trl_check
 stage tiny-train 100 tiny_train
 stage isdaa-dpo-b$BATCH 120 measure isdaa-dpo-b$BATCH env WEIGHTING=none bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
+stage isdaa-profile-b$BATCH 120 env WEIGHTING=none PROFILE=1 STEPS=6 bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
+stage trl-profile-b$BATCH 120 env PROFILE=1 STEPS=6 "$PY" benchmarks/gpu_trl.py
 stage isdaa-dpo-b$BIG_BATCH 130 measure isdaa-dpo-b$BIG_BATCH env WEIGHTING=none BATCH=$BIG_BATCH STEPS=8 \
     bash -c 'TIMEOUT_S=100000 bash benchmarks/gpu_check.sh'
 stage trl-b$BIG_BATCH 130 measure trl-b$BIG_BATCH env BATCH=$BIG_BATCH STEPS=8 "$PY" benchmarks/gpu_trl.py

@@ -4,6 +4,7 @@
     python benchmarks/gpu_trl.py                          # one CUDA GPU; the same env variables as gpu_check.sh
     BATCH=8 STEPS=12 SHAPE=hh PEAK_TFLOPS=989 python benchmarks/gpu_trl.py
     TRL_CHECKPOINTING=1 TRL_OPTIM=adamw_torch_fused python benchmarks/gpu_trl.py   # TRL's own defaults
+    PROFILE=1 python benchmarks/gpu_trl.py                # + a profile of 2 steps and their host-device syncs
     ALLOW_CPU=1 LAYERS=2 HIDDEN=64 HEADS=4 KV_HEADS=2 INTER=128 STEPS=3 BATCH=2 python benchmarks/gpu_trl.py  # dry run
 
 What runs: the random Llama of `throughput.setup.gpu_init` (24 layers, hidden 1536: ~0.67B parameters, tied 49,152
@@ -43,7 +44,7 @@ class _StepEnds:
     """A TrainerCallback (built lazily: transformers is imported inside `main`) recording synchronised step ends."""
 
     @staticmethod
-    def make(cuda: bool):
+    def make(cuda: bool, profile=None):
         import torch
         from transformers import TrainerCallback
 
@@ -58,6 +59,8 @@ class _StepEnds:
                 if cuda:
                     torch.cuda.synchronize()
                 self.ends.append(time.perf_counter())
+                if profile is not None:
+                    profile.step()
 
         return StepEnds()
 
@@ -109,14 +112,21 @@ def main() -> None:
         max_length=1024, logging_steps=1, save_strategy="no", report_to="none", use_cpu=not cuda,
         disable_tqdm=True, seed=0, data_seed=0, dataloader_num_workers=0, remove_unused_columns=False,
     )
-    timer = _StepEnds.make(cuda)
+    from contextlib import nullcontext
+
+    from throughput.gpu_profile import StepProfile
+
+    profile = StepProfile(warmup) if _env("PROFILE", "0") == "1" else None
+    timer = _StepEnds.make(cuda, profile)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     trainer = DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,
                          callbacks=[timer])
-    trainer.train()
+    with profile or nullcontext():
+        trainer.train()
     wall = time.perf_counter() - t0
+    profiled = profile.report() if profile is not None else None
 
     w = max(warmup, 1)
     pairs_s = (len(timer.ends) - w) * batch / (timer.ends[-1] - timer.ends[w - 1])
@@ -138,6 +148,8 @@ def main() -> None:
         "mfu": mfu, "useful_mfu": useful, "first_loss": losses[0] if losses else None,
         "step_s": [b - a for a, b in zip([timer.t_loop, *timer.ends], timer.ends)],
     }
+    if profiled is not None:
+        result["profile"] = profiled
     print(f"model: {n_all / 1e6:.0f}M parameters; shape {shape}: {counts['sequence_tokens_per_pair']:.0f} decoder "
           f"tokens/pair (2 concatenated sequences), batch {batch}, {'bf16 autocast' if cuda else 'fp32'}, DPO "
           f"sigmoid, precompute_ref_log_probs, optim {optim}, checkpointing {int(checkpointing)}; "

@@ -14,8 +14,8 @@ TINY = {"ALLOW_CPU": "1", "LAYERS": "2", "HIDDEN": "64", "HEADS": "4", "KV_HEADS
         "BATCH": "2", "SHAPE": "hh", "OMP_NUM_THREADS": "1"}
 
 
-def _run(cmd: list[str], result: Path) -> dict:
-    env = {**os.environ, **TINY, "PYTHON": sys.executable, "RESULT_JSON": str(result),
+def _run(cmd: list[str], result: Path, **extra: str) -> dict:
+    env = {**os.environ, **TINY, **extra, "PYTHON": sys.executable, "RESULT_JSON": str(result),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -41,3 +41,13 @@ def test_gpu_trl_dry_run_on_cpu_sees_the_checks_tokens(tmp_path):
     for key in ("sequence_tokens_per_pair", "decoder_tokens_per_pair", "response_tokens_per_pair"):
         assert trl[key] == pytest.approx(isdaa[key])
     assert trl["pairs_per_s"] > 0 and trl["first_loss"] == pytest.approx(0.6931, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_gpu_check_profile_covers_two_steps_after_the_warm_up(tmp_path):
+    """PROFILE=1: the profiler's window is two whole steps after the warm-up, and the report says what it timed."""
+    r = _run(["bash", "benchmarks/gpu_check.sh"], tmp_path / "isdaa.json", PROFILE="1", STEPS="5", WEIGHTING="none")
+    prof, steps = r["profile"], r["step_s"]
+    assert 0.5 * min(steps[3:5]) < prof["profile_wall_s"] < 2.0 * max(steps[3:5]) + 1.0
+    assert 0 < prof["profile_cpu_s"] <= prof["profile_wall_s"] * 1.05 and prof["profile_gpu_s"] == 0.0  # no GPU here
+    assert prof["syncs_per_step"] == {}
