@@ -77,6 +77,19 @@ def model_init(name: str) -> dict:
     return {**COMMON_INIT, **MODELS[name]}
 
 
+# the GPU check's random Llama (benchmarks/gpu_check.sh, benchmarks/gpu_trl.py): ~0.67B parameters by default,
+# its shape read from the environment so that both trainers build the same model
+GPU_SHAPE_DEFAULTS = {"LAYERS": 24, "HIDDEN": 1536, "HEADS": 16, "KV_HEADS": 4, "INTER": 4096}
+
+
+def gpu_init(env) -> dict:
+    """The GPU check's `model.init` from the LAYERS / HIDDEN / HEADS / KV_HEADS / INTER variables of `env`."""
+    shape = {k: int(env.get(k, default)) for k, default in GPU_SHAPE_DEFAULTS.items()}
+    return dict(COMMON_INIT, hidden_size=shape["HIDDEN"], intermediate_size=shape["INTER"],
+                num_hidden_layers=shape["LAYERS"], num_attention_heads=shape["HEADS"],
+                num_key_value_heads=shape["KV_HEADS"], tie_word_embeddings=True, max_position_embeddings=2048)
+
+
 
 def padding_fraction(examples_in_order, shared: bool) -> float:
     """Pad slots / all slots over the batches of BATCH pairs, in the layout the trainer used: shared prompt
