@@ -9,6 +9,7 @@ from isdaa.config import LabConfig, option_help
 from isdaa.errors import InputError
 from isdaa.lab import DEFAULT_YAML, DEMO_YAML, load_lab_config, run_lab
 from isdaa.lab.crossworld import write_comparison
+from isdaa.lab.objective_rule import write_objective_comparison
 from isdaa.lab.quick import quick_config
 
 
@@ -36,7 +37,7 @@ def lab_help(packaged: LabConfig, demo: bool) -> str:
 
 
 COMPARE_USAGE = ("usage: isdaa lab compare LAB_DIR [LAB_DIR ...] --out DIR [--note TEXT] [--regime NAME] "
-                 "[--supplementary]")
+                 "[--supplementary] [--rule weightings|objectives]")
 
 
 def _option_value(args: list[str], name: str, what: str, default: str) -> tuple[str, list[str]]:
@@ -54,7 +55,9 @@ def compare_command(args: list[str]) -> int:
     if wants_help(args):
         print(COMPARE_USAGE + "\n\nReads each LAB_DIR/results.json (one world each), applies docs/results/RULE.md and "
               "writes OUT/summary.md and OUT/summary.json. --regime: the regime compared (default few_pairs); "
-              "--supplementary: runs outside the rule's design (no rule; the recommendation against DPO, IPO, chiPO).")
+              "--supplementary: runs outside the rule's design (no rule; the recommendation against DPO, IPO, chiPO). "
+              "--rule objectives: the second rule (docs/results/RULE-objectives.md) over loss x weighting, the "
+              "controlled worlds' few_pairs cells and the real-model cell; a world's runs may span directories.")
         return 0
     if "--out" not in args or args.index("--out") + 1 >= len(args):
         raise InputError(f"option --out: the output directory is required ({COMPARE_USAGE})")
@@ -62,11 +65,18 @@ def compare_command(args: list[str]) -> int:
     args = [a for a in args if a != "--supplementary"]
     note, args = _option_value(args, "--note", "a text", "")
     regime, args = _option_value(args, "--regime", "a regime name", "few_pairs")
+    rule, args = _option_value(args, "--rule", "weightings or objectives", "weightings")
+    if rule not in ("weightings", "objectives"):
+        raise InputError(f"option --rule: expected weightings (docs/results/RULE.md) or objectives "
+                         f"(docs/results/RULE-objectives.md), got {rule!r}")
     i = args.index("--out")
     directories, out = args[:i] + args[i + 2:], args[i + 1]
     if not directories:
         raise InputError(f"give at least one lab directory ({COMPARE_USAGE})")
-    path = write_comparison(directories, out, note, regime=regime, supplementary=supplementary)
+    if rule == "objectives":
+        path = write_objective_comparison(directories, out, note)
+    else:
+        path = write_comparison(directories, out, note, regime=regime, supplementary=supplementary)
     print(f"isdaa lab compare: wrote {path}")
     return 0
 
