@@ -101,6 +101,40 @@ def test_edited_training_data_is_refused(tiny_config, tmp_path):
         fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2, **{"data.train_file": str(data)}))
 
 
+def test_moved_training_data_is_the_same_data(tiny_config, pairs_file, tmp_path, capsys):
+    """Another path to the same bytes (a moved file, an absolute path) continues the run."""
+    run, moved = tmp_path / "run", tmp_path / "moved.jsonl"
+    _interrupted(tiny_config, run)
+    moved.write_bytes(Path(pairs_file).read_bytes())
+    result = fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2, **{"data.train_file": str(moved)}))
+    assert result.steps == 4
+    assert f"resuming from {run}/checkpoints/step-2" in capsys.readouterr().out
+
+
+def test_other_number_of_processes_is_refused(tiny_config, tmp_path):
+    """The global batch (and an FSDP2 checkpoint's shards) depend on it: recorded by each checkpoint."""
+    from isdaa.training.resume import RunShape, plan_start
+    from isdaa.training.model_card import data_sha256
+
+    run = tmp_path / "run"
+    cfg = _interrupted(tiny_config, run, batch_size=4)
+    with pytest.raises(InputError, match=r"other settings: processes 1 -> 2; resuming it would mix two runs"):
+        plan_start(cfg, run, RunShape(64, 2, data_sha256(cfg.data.train_file)))
+
+
+def test_checkpoint_without_settings_resumes_with_a_warning(tiny_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    _interrupted(tiny_config, run)
+    path = run / "checkpoints" / "step-2"
+    for recorded in (path / "config.yaml", run / "config.yaml"):  # as an older isdaa's checkpoint
+        recorded.unlink()
+    capsys.readouterr()
+    fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2))
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"isdaa: warning: {path} records no settings (written by an older isdaa); they could not be compared with "
+        "this run's", f"isdaa: resuming from {path} (step 2)"]
+
+
 def test_checkpoint_of_an_older_isdaa_is_checked_against_the_run_config(tiny_config, tmp_path):
     """A checkpoint without its own config.yaml (older isdaa): the run directory's config.yaml is compared."""
     run = tmp_path / "run"
@@ -252,7 +286,7 @@ def test_finished_run_without_checkpoints_cannot_be_extended(tiny_config, tmp_pa
         fit(tiny_config(output_dir=str(run), max_steps=3))
     assert str(refused.value) == (
         f"option max_steps: 3 continues {run} past step 2, where it ended, but the run kept no checkpoint to "
-        "continue from (it was trained with save_every 0); pass --overwrite to train again from the start, or "
+        "continue from (save_every 0 keeps none); pass --overwrite to train again from the start, or "
         "choose another output_dir")
     assert _snapshot(run) == before
 

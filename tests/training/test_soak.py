@@ -7,8 +7,9 @@ Unlike `test_crash_resume.py` (kills at chosen points), the moments are drawn at
 `config.yaml`, over the uninterrupted run's training time scaled by the share of steps the attempt has left, so
 kills land in steps, checkpoint writes, pruning, evaluation and `final/`), two in the set-up before it
 (imports, data, reference cache, lock).
-The command has `--overwrite`, so an attempt killed before the first complete checkpoint starts over; every
-later one resumes from the newest complete checkpoint. Each kill's moment and what it left is printed.
+While the directory holds no complete checkpoint (an attempt killed before the first one) the command has
+`--overwrite`, so it starts over; every later one is the plain command, which resumes from the newest complete
+checkpoint (or, once `final/` is written, says the run is finished). Each kill's moment and what it left is printed.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ IN_SETUP = 2  # of the kills, those drawn in the set-up phase
 def _command(run: Path, tokenizer_dir, pairs_file) -> list[str]:
     from test_crash_resume import _args
 
+    started = ckpt.list_checkpoints(run) or (run / "final").is_dir()
     return [sys.executable, "-m", "isdaa.cli", *_args(run, tokenizer_dir, pairs_file), "--save_every", "1",
-            "--eval_every", "5", "--data.eval_file", str(pairs_file), "--overwrite", "--plots", "false"]
+            "--eval_every", "5", "--data.eval_file", str(pairs_file), "--plots", "false",
+            *([] if started else ["--overwrite"])]
 
 
 def _phases(cmd: list[str], run: Path, env: dict) -> tuple[float, float]:

@@ -101,9 +101,9 @@ def plan_start(config: TrainConfig, run_dir: Path, shape: RunShape) -> Start:
     if final is not None and (latest is None or _step(latest) <= final["step"]):
         return _after_final(config, run_dir, latest, final, shape)
     if latest is not None:
-        _check_settings(config, latest, run_dir, shape)
+        notes = _check_settings(config, latest, run_dir, shape)
         _check_length(config, shape, _step(latest), f"where {run_dir}'s newest checkpoint ({latest}) is")
-        return Start(checkpoint=latest)
+        return Start(checkpoint=latest, notes=notes)
     return Start()
 
 
@@ -112,32 +112,32 @@ def _explicit(config: TrainConfig, path: Path, shape: RunShape) -> Start:
     if not ckpt.is_complete(path):
         raise InputError(f"option resume: {path} is not a complete checkpoint (expected a checkpoint directory with "
                          f"{ckpt.STATE_FILE}, or resume: auto | never)")
-    _check_settings(config, path, Path(config.output_dir), shape, explicit=True)
+    notes = _check_settings(config, path, Path(config.output_dir), shape, explicit=True)
     _check_length(config, shape, _step(path), f"where the checkpoint {path} is",
                   "ask for {reached} steps or more to continue from it, or leave resume out to start a new run")
-    return Start(checkpoint=path)
+    return Start(checkpoint=path, notes=notes)
 
 
 def _after_final(config: TrainConfig, run_dir: Path, latest: Path | None, final: dict, shape: RunShape) -> Start:
     """A directory whose `final/` is the newest state: finished at the new length, or continued from its newest
     checkpoint when the length grew."""
-    _check_settings(config, latest, run_dir, shape)
+    notes = _check_settings(config, latest, run_dir, shape)
     reached = final["step"]
     _check_length(config, shape, reached, f"where {run_dir} ended (final model in {run_dir / 'final'})")
     total = planned_steps(config, shape.train_pairs, shape.processes)
     if total == reached:
-        return Start(finished=final, notes=[
+        return Start(finished=final, notes=notes + [
             f"isdaa: {run_dir} is finished (step {reached} of {total}; final model in {run_dir / 'final'}); nothing "
             "to do: raise max_steps or epochs to train further, or pass --overwrite to start over"])
     if latest is None:
         raise InputError(f"option {_length(config, total)} continues {run_dir} past step {reached}, where it ended, "
-                         "but the run kept no checkpoint to continue from (it was trained with save_every 0); pass "
+                         "but the run kept no checkpoint to continue from (save_every 0 keeps none); pass "
                          "--overwrite to train again from the start, or choose another output_dir")
     at = _step(latest)
     again = f" (steps {at + 1}-{reached} are trained again)" if at < reached else ""
-    return Start(checkpoint=latest, notes=[
-        f"isdaa: {run_dir} ended at step {reached}; {_length(config, total, ' ')} continues it from its newest checkpoint, "
-        f"step {at}{again}; final/ is kept until the new end replaces it"])
+    return Start(checkpoint=latest, notes=notes + [
+        f"isdaa: {run_dir} ended at step {reached}; {_length(config, total, ' ')} continues it from its newest "
+        f"checkpoint, step {at}{again}; final/ is kept until the new end replaces it"])
 
 
 def _step(checkpoint: Path) -> int:
@@ -160,27 +160,41 @@ def _check_length(config: TrainConfig, shape: RunShape, reached: int, where: str
 
 
 def _check_settings(config: TrainConfig, checkpoint: Path | None, run_dir: Path, shape: RunShape, *,
-                    explicit: bool = False) -> None:
+                    explicit: bool = False) -> list[str]:
     """InputError naming every trajectory option (and the processes, the data's bytes) that differs from what
-    `checkpoint` (else the run directory's `config.yaml`) was trained with."""
+    `checkpoint` (else the run directory's `config.yaml`) was trained with; a warning (to print) when neither
+    records them."""
     saved, source = _saved_settings(checkpoint, run_dir)
+    where = checkpoint if checkpoint is not None else run_dir
+    unknown = [f"isdaa: warning: {where} records no settings (written by an older isdaa); they could not be "
+               "compared with this run's"] if saved is None else []
     changes = setting_changes(saved, _tree(config)) if saved is not None else []
     state = ckpt.read_state(checkpoint) if checkpoint is not None else {}
     if state.get("processes") not in (None, shape.processes):
         changes.append(f"processes {state['processes']} -> {shape.processes}")
-    if state.get("data_sha256") and shape.data_sha256 and state["data_sha256"] != shape.data_sha256:
-        changes.append(f"the bytes of data.train_file (SHA-256 {state['data_sha256'][:12]}… -> "
-                       f"{shape.data_sha256[:12]}…)")
+    changes = _data_changes(changes, state.get("data_sha256"), shape.data_sha256)
     if not changes:
-        return
-    listed = "; ".join(changes[:MAX_LISTED]) + (f"; and {len(changes) - MAX_LISTED} more" if len(changes) > MAX_LISTED else "")
+        return unknown
+    more = len(changes) - MAX_LISTED
+    listed = "; ".join(changes[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+    own = f"continue it with its own settings ({source})" if source else "continue it with its own settings"
     if explicit:
         raise InputError(f"option resume: checkpoint {checkpoint} was trained with other settings: {listed}; resuming "
-                         f"from it would mix two runs: continue it with its own settings ({source}), or leave "
-                         "resume out to start a new run")
+                         f"from it would mix two runs: {own}, or leave resume out to start a new run")
     raise InputError(f"option output_dir: {run_dir} holds a run trained with other settings: {listed}; resuming it "
-                     f"would mix two runs: continue it with its own settings ({source}), pass --overwrite to start "
-                     "over there, or choose another output_dir")
+                     f"would mix two runs: {own}, pass --overwrite to start over there, or choose another output_dir")
+
+
+def _data_changes(changes: list[str], recorded: str | None, current: str | None) -> list[str]:
+    """The training data is its bytes: the same bytes under another path are no change; other bytes under the
+    same path are one."""
+    if not recorded or not current:
+        return changes
+    if recorded == current:
+        return [c for c in changes if not c.startswith("data.train_file ")]
+    if any(c.startswith("data.train_file ") for c in changes):
+        return changes
+    return [*changes, f"the bytes of data.train_file (SHA-256 {recorded[:12]}… -> {current[:12]}…)"]
 
 
 def _saved_settings(checkpoint: Path | None, run_dir: Path) -> tuple[dict | None, Path | None]:
