@@ -420,8 +420,9 @@ class Trainer:
 
 def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
     """The bare loop (no monitor, no plots: `isdaa.training.run.train` adds them): validate every input, then
-    train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
-    Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps,
+    train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`. A finished run in `output_dir` (its
+    `final/` at this length) is left as it is: nothing trained or written, `TrainResult.already_finished`.
+    Raises `InputError` (nothing written) on bad input or a resume that would mix two runs, `TrainingStopped` after too many non-finite steps,
     `WriteFailed` when a checkpoint or `final/` cannot be written, `RunInterrupted` after a stop signal."""
     set_threads(config.num_threads)
     if not config.progress:
