@@ -109,7 +109,7 @@ def bench_step(path, tok, rows, layers) -> list[dict]:
     old_model, old_opt = setup(0)
     step(old_model, old_opt, batch_logps)  # warm-up
     old = statistics.median(_timed(lambda: step(old_model, old_opt, batch_logps))[0] for _ in range(3))
-    del old_model, old_opt
+    old_model = old_opt = None  # memory back before the new model
     model, opt = setup(layers)
     trunk = TrunkCache(model.get_base_model().config.num_hidden_layers - layers)
     cold, _ = _timed(lambda: step(model, opt, trunk.batch_logps))

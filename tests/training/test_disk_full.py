@@ -38,7 +38,7 @@ def _assert_same(a: dict, b: dict) -> None:
 def args_of(tokenizer_dir, pairs_file):
     from test_lock import _train_args
 
-    return lambda run: [*_train_args(run, tokenizer_dir, pairs_file), *ARGS]
+    return lambda run: [a for a in _train_args(run, tokenizer_dir, pairs_file) if a != "--overwrite"] + ARGS
 
 
 @pytest.fixture(scope="module")

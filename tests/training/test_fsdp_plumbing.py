@@ -101,10 +101,15 @@ def test_one_process_resume_from_a_sharded_checkpoint_is_exact(tiny_config, tmp_
 
 
 def test_fsdp2_refuses_a_checkpoint_of_accelerate(tiny_config, tmp_path):
-    """A checkpoint written by `distributed: accelerate` holds no sharded state: one InputError line."""
+    """A checkpoint written by `distributed: accelerate` holds no sharded state: one InputError line (the
+    settings the checkpoint records name the change first; without them, the load says it)."""
     run = tmp_path / "run"
     with pytest.raises(RunInterrupted):
         fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2), callbacks=[StopAt(2)])
+    with pytest.raises(InputError, match=r"holds a run trained with other settings: distributed accelerate -> fsdp2;"):
+        fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2, distributed="fsdp2"))
+    for recorded in (run / "checkpoints" / "step-2" / "config.yaml", run / "config.yaml"):  # as an older isdaa's
+        recorded.unlink()
     with pytest.raises(InputError, match=r"option resume: checkpoint .*step-2 cannot be loaded \(.*no sharded state"):
         fit(tiny_config(output_dir=str(run), max_steps=4, save_every=2, distributed="fsdp2"))
 

@@ -7,8 +7,11 @@ Unlike `test_crash_resume.py` (kills at chosen points), the moments are drawn at
 `config.yaml`, over the uninterrupted run's training time scaled by the share of steps the attempt has left, so
 kills land in steps, checkpoint writes, pruning, evaluation and `final/`), two in the set-up before it
 (imports, data, reference cache, lock).
-The command has `--overwrite`, so an attempt killed before the first complete checkpoint starts over; every
-later one resumes from the newest complete checkpoint. Each kill's moment and what it left is printed.
+While the directory holds no complete checkpoint (an attempt killed before the first one) the command has
+`--overwrite`, so it starts over; every later one is the plain command, which resumes from the newest complete
+checkpoint. An attempt that ends by itself leaves a finished run, which the same command leaves as it is: its
+`final/` is then removed, so that the next attempt redoes the steps after the last checkpoint (and can be
+killed there). Each kill's moment and what it left is printed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +41,10 @@ IN_SETUP = 2  # of the kills, those drawn in the set-up phase
 def _command(run: Path, tokenizer_dir, pairs_file) -> list[str]:
     from test_crash_resume import _args
 
+    started = ckpt.list_checkpoints(run) or (run / "final").is_dir()
     return [sys.executable, "-m", "isdaa.cli", *_args(run, tokenizer_dir, pairs_file), "--save_every", "1",
-            "--eval_every", "5", "--data.eval_file", str(pairs_file), "--overwrite", "--plots", "false"]
+            "--eval_every", "5", "--data.eval_file", str(pairs_file), "--plots", "false",
+            *([] if started else ["--overwrite"])]
 
 
 def _phases(cmd: list[str], run: Path, env: dict) -> tuple[float, float]:
@@ -120,6 +126,8 @@ def test_ten_random_sigkills_then_exact_result(tmp_path, tokenizer_dir, pairs_fi
                                   train_s, rng)
         killed += "not killed" not in outcome
         print(f"attempt {attempts}, kill {killed}: {outcome}")
+        if "not killed" in outcome:  # finished: the same command would leave it as it is (docs/reliability.md);
+            shutil.rmtree(run / "final")  # without final/ the next attempt redoes the steps after the last checkpoint
     done = subprocess.run(_command(run, tokenizer_dir, pairs_file), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert ckpt.torn_checkpoints(run) == []

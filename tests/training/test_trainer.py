@@ -92,7 +92,6 @@ def test_gradient_accumulation_matches_large_batch(tiny_config, tmp_path):
 
 
 def test_reference_cache_hit_and_invalidation(tiny_config, tmp_path, pairs_file):
-    from isdaa.training.reference_cache import cache_key
 
     cache = tmp_path / "cache"
     cfg = tiny_config(max_steps=2, ref_cache_dir=str(cache), output_dir=str(tmp_path / "r1"))

@@ -11,5 +11,7 @@ def train_command(args: list[str]) -> int:
     """`isdaa train [--config FILE] [--key value ...]` (its --help: `isdaa.cli.help.CONFIG_COMMANDS`): the run
     with its monitor and, at the end, its plots (`isdaa.training.run`)."""
     result = train(load_config(TrainConfig, *config_args(args)))
+    if result.already_finished:  # the run said so (one line): nothing was trained or written
+        return 0
     print(f"isdaa: trained {result.steps} steps ({result.skipped_steps} skipped); final model in {result.final_dir}")
     return 0

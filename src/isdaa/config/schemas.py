@@ -145,7 +145,7 @@ class TrainConfig:
     save_every: int = option(0, help="steps between checkpoints; 0: no intermediate checkpoints")
     keep_last: int = option(2, help="checkpoints kept (older ones are deleted)", check=positive())
     resume: str = option("auto", help="auto (latest valid checkpoint if any) | never | a checkpoint path")
-    overwrite: bool = option(False, help="allow a non-empty output_dir that holds no run to resume")
+    overwrite: bool = option(False, help="start over: delete the earlier run's outputs in output_dir (files isdaa did not write are kept)")
     mixed_precision: str = option("no", help="no | bf16 | fp16 (accelerate)", check=one_of("no", "bf16", "fp16"))
     distributed: str = option("accelerate", help=(
         "accelerate (one process, DDP, or the FSDP / DeepSpeed of an accelerate launch config) | fsdp2 (isdaa "

@@ -121,8 +121,8 @@ def _block_section(results: dict, regime: str, beta: float, block: dict, main: b
               f"seed-mean curve; \"collapsed\" = final gold below the reference's {ref_gold:.3f}; ESS = "
               f"(Σw)²/(n·Σw²) per batch of n pairs (1/n = one pair carries the batch).", ""]
     lines += results_table(block) + [""]
-    lines += [f"Frontier: gold where the run's √KL first reaches each value (seed mean; n/a: no seed gets "
-              f"there; (k) = only k seeds do).", ""] + frontier_table(block) + [""]
+    lines += ["Frontier: gold where the run's √KL first reaches each value (seed mean; n/a: no seed gets "
+              "there; (k) = only k seeds do).", ""] + frontier_table(block) + [""]
     lines += ["KL-constrained frontier: the best gold among a run's evaluations with √KL ≤ x (seed mean ± SE; step 0, "
               "the reference, always qualifies, so a method that stays below a budget is not left out). Frontier "
               "score: its mean over the grid (the quantity docs/results/RULE.md ranks by).", ""]

@@ -123,6 +123,20 @@ def save_checkpoint(accelerator, run_dir: str | Path, step: int, state: dict, ke
     return final
 
 
+def remove_all(run_dir: str | Path) -> None:
+    """Delete every checkpoint of a run, complete or torn (a fresh start with `overwrite`), newest first; other
+    entries of `checkpoints/` are kept, and the folder is removed only once empty."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return
+    for _, path in reversed(list_checkpoints(run_dir)):
+        _remove(path)
+    for path in torn_checkpoints(run_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    if not any(root.iterdir()):
+        root.rmdir()
+
+
 def remove_torn(run_dir: str | Path) -> list[Path]:
     """Delete the torn checkpoints of a run (see `torn_checkpoints`) and return them."""
     torn = torn_checkpoints(run_dir)

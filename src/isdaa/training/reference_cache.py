@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from isdaa.data import SHARED_KEYS, collate, collate_shared, length
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt

@@ -1,5 +1,6 @@
 """Everything a training run checks before it writes a byte: config names, model source, tokenizer,
-data (every row), and the output directory (resume / overwrite / writable / not in use by another run).
+data (every row), and the output directory (resume / finished / overwrite / writable / not in use by another
+run; whether a resume may continue what is there: `resume.py`).
 
 One run per output directory: the main process holds an exclusive lock on `<output_dir>/.lock`
 (`DirectoryLock`) from before it touches anything there to the end of the run; a second run on the
@@ -24,16 +25,17 @@ from isdaa.modeling.loading import check_lora_targets, check_model_source, load_
 from isdaa.objectives import Objective, ObjectiveArgumentError
 from isdaa.runtime import DirectoryLock, process_state
 from isdaa.training import checkpoint as ckpt
+from isdaa.training.model_card import data_sha256
 from isdaa.training.parallel import check_distributed
-
-RUN_OUTPUTS = ("checkpoints", "final", "best", "plots", "summary.md", "metrics.jsonl", "config.yaml", "ref-cache")
+from isdaa.training.resume import RunShape, Start, plan_start
 
 
 @dataclass
 class RunInputs:
     """Everything a run reads, validated: the objective built from its config, the tokenizer, the tokenised
     train / eval examples (and how many rows were dropped), where it writes, the model's identity for the
-    reference cache, the checkpoint to resume from (set by `prepare_output_dir`)."""
+    reference cache, the SHA-256 of the training data; the checkpoint to resume from, or the state of a finished
+    run's `final/` (set by `prepare_output_dir`)."""
 
     objective: Objective
     tokenizer: object
@@ -43,7 +45,9 @@ class RunInputs:
     run_dir: Path
     ref_cache_dir: Path
     model_id: str
+    data_sha256: str | None = None
     resume_from: Path | None = None
+    finished: dict | None = None
 
 
 def _examples(path, tokenizer, cfg: TrainConfig):
@@ -100,7 +104,7 @@ def prepare_inputs(config: TrainConfig) -> RunInputs:
     return RunInputs(
         objective=objective, tokenizer=tokenizer, train=train, eval=evals, dropped=dropped, run_dir=run_dir,
         ref_cache_dir=Path(config.ref_cache_dir) if config.ref_cache_dir else run_dir / "ref-cache",
-        model_id=model_identity(config.model, config.seed),
+        model_id=model_identity(config.model, config.seed), data_sha256=data_sha256(config.data.train_file),
     )
 
 
@@ -132,28 +136,38 @@ def _check_locations(config: TrainConfig, inputs: RunInputs, num_processes: int)
         )
 
 
-def _resume_point(config: TrainConfig, run_dir: Path, is_main_process: bool) -> Path | None:
-    """The checkpoint to resume from: `resume` names one, or (auto) the newest complete one of the run,
-    after torn ones are reported and removed; None for a fresh start."""
-    if config.resume not in ("auto", "never"):
-        path = Path(config.resume)
-        if not ckpt.is_complete(path):
-            raise InputError(
-                f"option resume: {path} is not a complete checkpoint (expected a checkpoint directory with "
-                f"{ckpt.STATE_FILE}, or resume: auto | never)"
-            )
-        return path
-    if config.resume == "auto" and ckpt.latest_checkpoint(run_dir) is not None:
-        torn = ckpt.remove_torn(run_dir) if is_main_process else []
-        for p in torn:
-            print(f"isdaa: ignored an incomplete checkpoint {p} (a crash while writing it); removed")
-        return ckpt.latest_checkpoint(run_dir)
-    return None
+def _remove_tracker_logs(run_dir: Path) -> None:
+    """TensorBoard's files of an earlier run (accelerate writes them under `<run>/<run name>/`): event files and
+    `hparams.yml`, then the folders they leave empty; anything else there is kept."""
+    logs = run_dir / run_dir.name
+    if not logs.is_dir():
+        return
+    for path in sorted(logs.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_file() and (path.name.startswith("events.out.tfevents.") or path.name == "hparams.yml"):
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(logs.iterdir()):
+        logs.rmdir()
+
+
+def remove_run_outputs(run_dir: Path) -> None:
+    """Delete what an earlier isdaa run wrote in `run_dir` (`final/` first, so that a crash midway leaves a run
+    that is consistent, only shorter); files of other origin, the lock and the reference cache (keyed: stale
+    entries are never hit) are kept."""
+    for name in ("final", "final.tmp"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    ckpt.remove_all(run_dir)
+    for name in ("best", "best.tmp", "plots"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    _remove_tracker_logs(run_dir)
+    for name in ("summary.md", "metrics.jsonl", "config.yaml"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _clear_for_fresh_start(config: TrainConfig, run_dir: Path, is_main_process: bool) -> None:
     """A fresh start in a non-empty directory: refused without `overwrite`, else the outputs of the earlier
-    run are removed (the reference cache is kept: it is keyed, stale entries are never hit)."""
+    run are removed (`remove_run_outputs`)."""
     if not config.overwrite:
         why = (
             "holds checkpoints but resume is 'never'" if ckpt.latest_checkpoint(run_dir) is not None
@@ -163,11 +177,7 @@ def _clear_for_fresh_start(config: TrainConfig, run_dir: Path, is_main_process: 
             f"option output_dir: {run_dir} {why}; pass --overwrite to start over there, or choose another directory"
         )
     if is_main_process:
-        for name in RUN_OUTPUTS:
-            target = run_dir / name
-            if name == "ref-cache":
-                continue
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        remove_run_outputs(run_dir)
 
 
 def _lock(run_dir: Path, state) -> DirectoryLock:
@@ -193,29 +203,49 @@ def _has_outputs(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(p.name != DirectoryLock.NAME for p in run_dir.iterdir())
 
 
+def _start(config: TrainConfig, inputs: RunInputs, state) -> Start:
+    """Decide fresh start / resume / finished (`resume.plan_start`), then ready the directory for it: torn
+    checkpoints of a resumed run reported and removed, an earlier run's outputs removed for a fresh start
+    (with `overwrite`), the directory created and writable. A finished run: nothing is touched."""
+    run_dir = inputs.run_dir
+    shape = RunShape(len(inputs.train), state.num_processes, inputs.data_sha256)
+    start = plan_start(config, run_dir, shape)
+    if start.finished is not None:
+        return start
+    if start.checkpoint is not None and config.resume == "auto" and state.is_main_process:
+        for p in ckpt.remove_torn(run_dir):
+            print(f"isdaa: ignored an incomplete checkpoint {p} (a crash while writing it); removed")
+    if start.checkpoint is None and _has_outputs(run_dir):
+        _clear_for_fresh_start(config, run_dir, state.is_main_process)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as exc:
+        raise InputError(f"option output_dir: cannot write in {run_dir} ({exc.strerror})") from None
+    return start
+
+
 def prepare_output_dir(config: TrainConfig, inputs: RunInputs) -> DirectoryLock:
-    """Lock the directory, decide fresh start vs resume, then create it. InputError if the directory is in the
-    way or in use (then it is left as it was). Returns the lock: release it (`with`) when the run ends."""
+    """Lock the directory, decide fresh start vs resume vs finished (`inputs.resume_from`, `inputs.finished`),
+    then create it. InputError if the directory is in the way or in use, or a resume would mix two runs (then it
+    is left as it was). Returns the lock: release it (`with`) when the run ends."""
     state = process_state()
     run_dir = inputs.run_dir
     _check_locations(config, inputs, state.num_processes)
     existed = run_dir.is_dir()
     lock = _lock(run_dir, state)
     try:
-        inputs.resume_from = _resume_point(config, run_dir, state.is_main_process)
-        if inputs.resume_from is None and _has_outputs(run_dir):
-            _clear_for_fresh_start(config, run_dir, state.is_main_process)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=run_dir).close()
-        except OSError as exc:
-            raise InputError(f"option output_dir: cannot write in {run_dir} ({exc.strerror})") from None
+        start = _start(config, inputs, state)
     except BaseException:
         lock.release()
         if not existed and state.is_main_process:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # created for the lock only, so left as it was: absent
         raise
-    if inputs.resume_from is not None and state.is_main_process:
-        print(f"isdaa: resuming from {inputs.resume_from} (step {ckpt.read_state(inputs.resume_from).get('step')})")
+    inputs.resume_from, inputs.finished = start.checkpoint, start.finished
+    if state.is_main_process:
+        for note in start.notes:
+            print(note)
+        if inputs.resume_from is not None:
+            print(f"isdaa: resuming from {inputs.resume_from} (step {ckpt.read_state(inputs.resume_from).get('step')})")
     return lock

@@ -9,7 +9,6 @@ exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 import warnings
@@ -41,6 +40,7 @@ from isdaa.training.model_card import model_card, run_facts
 from isdaa.training.optimizer import optimizer_and_schedule
 from isdaa.training.parallel import make_plan
 from isdaa.training.preflight import check_data
+from isdaa.training.resume import RunShape, checkpoint_record, planned_steps, steps_per_epoch, write_settings
 from isdaa.training.run_models import load_run_models
 from isdaa.training.runlog import MetricsLog, aggregate, write_run_config
 from isdaa.training.setup import RunInputs, prepare_inputs, prepare_output_dir
@@ -63,6 +63,7 @@ class TrainResult:
     skipped_steps: int
     history: list[dict] = field(default_factory=list)
     stop_reason: str | None = None  # set when a callback ended the run early (`stop_requested`)
+    already_finished: bool = False  # nothing was trained: the run in the directory was finished (`resume.py`)
 
 
 @dataclass
@@ -297,12 +298,16 @@ class Trainer:
         self.log.write({"step": step, "stop_reason": self.stop_reason})
 
     def save_checkpoint(self) -> Path:
-        """`checkpoints/step-N/` of the current step: accelerate's state plus the loop's (`LoopState`, atomic)."""
-        return ckpt.save_checkpoint(self.acc, self.run_dir, self.state.step, self.state.to_checkpoint(),
+        """`checkpoints/step-N/` of the current step: accelerate's state plus the loop's (`LoopState`, atomic), the
+        config and what else a resume checks (`resume.py`)."""
+        return ckpt.save_checkpoint(self.acc, self.run_dir, self.state.step,
+                                    {**self.state.to_checkpoint(), **checkpoint_record(self.shape)},
                                     self.cfg.keep_last, self._write_state)
 
     def _write_state(self, directory: Path) -> None:
         self.plan.write_checkpoint(directory, self.policy, self.optimizer, self.scheduler)
+        if self.acc.is_main_process:
+            write_settings(directory, self.cfg)
 
     def log_extra(self, step: int, metrics: dict) -> None:
         """A callback's record of step `step` (e.g. `monitor/...`) to `metrics.jsonl` and the trackers."""
@@ -360,8 +365,9 @@ class Trainer:
                                                                    shared_prompt=self.shared_prompt,
                                                                    progress=self._bars())
         self.trunk = self._trunk_cache()
-        self.steps_per_epoch = len(self.inputs.train) // self.global_batch
-        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
+        self.shape = RunShape(len(self.inputs.train), acc.num_processes, self.inputs.data_sha256)
+        self.steps_per_epoch = steps_per_epoch(cfg, self.shape.train_pairs, self.shape.processes)
+        self.total_steps = planned_steps(cfg, self.shape.train_pairs, self.shape.processes)
         self.policy, self.reference, self.optimizer, self.scheduler = self.plan.prepare(
             self.policy, self.reference, lambda model: optimizer_and_schedule(model, cfg.optim, self.total_steps))
         self.policy.train()
@@ -407,7 +413,7 @@ class Trainer:
         except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:  # SafetensorError: torn weights
             raise InputError(
                 f"option resume: checkpoint {path} cannot be loaded ({str(exc).splitlines()[0][:200]}); "
-                "resume from another one or start over with --resume never --overwrite"
+                "resume from another one or start over with --overwrite"
             ) from None
         return LoopState.from_checkpoint(ckpt.read_state(path))
 
@@ -420,8 +426,10 @@ class Trainer:
         card = model_card(self.cfg, run_facts(
             self.cfg, self.run_dir, steps=last, skipped_steps=self.state.skipped_steps,
             rows_used=len(self.inputs.train), rows_dropped=self.inputs.dropped)) if acc.is_main_process else None
+        state = {"step": last, "total_steps": self.total_steps, "skipped_steps": self.state.skipped_steps,
+                 "stop_reason": self.stop_reason}
         final = save_final(acc, self.policy, self.tok, self.run_dir, lora=self.cfg.lora.enabled, card=card,
-                           gather_model=self.plan.gather_model)
+                           state=state, gather_model=self.plan.gather_model)
         result = TrainResult(self.run_dir, final, last, self.state.skipped_steps, self.history,
                              self.stop_reason)
         if acc.is_main_process:
@@ -446,14 +454,24 @@ class Trainer:
 
 def fit(config: TrainConfig, *, callbacks=()) -> TrainResult:
     """The bare loop (no monitor, no plots: `isdaa.training.run.train` adds them): validate every input, then
-    train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`.
-    Raises `InputError` (nothing written) on bad input, `TrainingStopped` after too many non-finite steps,
+    train; `callbacks` implement hooks of `isdaa.training.callbacks.Callback`. A finished run in `output_dir` (its
+    `final/` at this length) is left as it is: nothing trained or written, `TrainResult.already_finished`.
+    Raises `InputError` (nothing written) on bad input or a resume that would mix two runs, `TrainingStopped` after too many non-finite steps,
     `WriteFailed` when a checkpoint or `final/` cannot be written, `RunInterrupted` after a stop signal."""
     set_threads(config.num_threads)
     with third_party_progress_bars(config.progress):
         inputs = prepare_inputs(config)
         data = check_data(config, inputs)  # refuses data the tokenizer cannot read; nothing written yet
         with prepare_output_dir(config, inputs):  # the output directory's lock, held to the end of the run
+            if inputs.finished is not None:
+                return _finished_result(inputs)
             if process_state().is_main_process:
                 data.show()  # the data report, before step 1
             return Trainer(config, inputs, callbacks).run()
+
+
+def _finished_result(inputs: RunInputs) -> TrainResult:
+    """The result of a run that was already finished: its `final/` and step, nothing trained."""
+    done = inputs.finished
+    return TrainResult(inputs.run_dir, inputs.run_dir / "final", done["step"], done.get("skipped_steps", 0),
+                       stop_reason=done.get("stop_reason"), already_finished=True)
