@@ -118,6 +118,9 @@ class MonitorConfig:
         "monitor: tokens sampled per completion at most; 0: data.max_length - data.max_prompt_length"),
         check=non_negative())
     batch_size: int = option(128, help="monitor: sequences per sampling / scoring batch", check=positive())
+    shared_prefill: bool = option(True, help=(
+        "monitor: each prompt runs once for its samples and for their log-probs, the reference's prompts once per "
+        "run (false: transformers' generate and full teacher-forced passes)"))
     seed: int = option(0, help="monitor: sampling seed (the same at every evaluation)")
     scorer: str = option("none", help="monitor: a gold scorer isdaa eval accepts (length, vader, hf-rm:<dir>, ...)")
     stop_at_kl: float = option(0.0, help="stop (checkpoint + final) once monitor/kl_k3 exceeds this; 0: off",
@@ -185,6 +188,9 @@ class EvalConfig:
     temperature: float = option(1.0, help="KL is estimated at T=1 without top-p; other settings bias it", check=positive())
     top_p: float = option(1.0, help="nucleus sampling; 1 = off", check=within("(0, 1]", lambda v: 0 < v <= 1))
     batch_size: int = option(16, help="sequences per sampling / scoring batch", check=positive())
+    shared_prefill: bool = option(True, help=(
+        "each prompt runs once for its samples and for their log-probs (isdaa's sampler; false: transformers' "
+        "generate and full teacher-forced passes)"))
     seed: int = option(0, help="sampling seed")
     baseline: str = option("auto", help=(
         "auto | chosen | reference | none (win rate against ...; auto: the file's chosen responses when it has "

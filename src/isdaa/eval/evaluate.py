@@ -382,7 +382,7 @@ def _run(config: EvalConfig, scorer, policy, reference, tokenizer, prompts, base
 def _sampling(config: EvalConfig) -> Sampling:
     return Sampling(n=config.n_samples, max_new_tokens=config.max_new_tokens, seed=config.seed,
                     batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
-                    progress=config.progress)
+                    progress=config.progress, shared_prefill=config.shared_prefill)
 
 
 def _summary_fields(record: SampledEval) -> dict:

@@ -36,7 +36,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from isdaa.config import TrainConfig
 from isdaa.data.prompts import load_prompt_file, load_prompts, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.sampled import Sampling, ScoredSamples, sample_and_score, summarize
+from isdaa.eval.sampled import Sampling, ScoredSamples, encode_prompts, sample_and_score, summarize
 from isdaa.eval.stats import is_finite_number
 from isdaa.generation.scorers import get_scorer
 from isdaa.modeling.loading import load_policy, load_tokenizer
@@ -113,8 +113,9 @@ class Monitor:
         # by default as long as a training completion can be: longer ones were never in the data
         new_tokens = self.cfg.max_new_tokens or config.data.max_length - config.data.max_prompt_length
         self.sampling = Sampling(n=self.cfg.n_samples, max_new_tokens=new_tokens, seed=self.cfg.seed,
-                                 batch_size=self.cfg.batch_size)
+                                 batch_size=self.cfg.batch_size, shared_prefill=self.cfg.shared_prefill)
         self.reference = None  # loaded at the first evaluation (not with LoRA)
+        self.reference_prompts = None  # the frozen reference's KV cache of this process's prompts, for every evaluation
         self.best: dict | None = None
         self.stop_requested: str | None = None
         self._restored = False
@@ -142,9 +143,14 @@ class Monitor:
         acc = run.accelerator
         mine = list(range(acc.process_index, len(self.prompt_ids), acc.num_processes))
         reference, context = self._reference(run)
+        prompt_ids = [self.prompt_ids[i] for i in mine]
+        if self.sampling.shared_prefill and self.reference_prompts is None:
+            with context():
+                self.reference_prompts = encode_prompts(reference, prompt_ids, self.sampling)
         scored = sample_and_score(
-            run.model, run.tokenizer, [self.prompt_ids[i] for i in mine], [self.prompt_texts[i] for i in mine],
-            self.sampling, reference=reference, reference_context=context, scorer=self.scorer, prompt_labels=mine,
+            run.model, run.tokenizer, prompt_ids, [self.prompt_texts[i] for i in mine], self.sampling,
+            reference=reference, reference_context=context, scorer=self.scorer, prompt_labels=mine,
+            reference_prompts=self.reference_prompts,
         )
         if acc.num_processes > 1:
             scored = _gathered(scored)
@@ -182,7 +188,7 @@ class Monitor:
         self.best = best
 
     def on_train_end(self, result) -> None:
-        self.reference = None  # its memory back once the run is over
+        self.reference = self.reference_prompts = None  # their memory back once the run is over
 
     def _keep_best(self, step: int, record: dict, run) -> None:
         gold = record.get("monitor/gold")

@@ -31,7 +31,7 @@ from isdaa.eval.stats import mean_se
 from isdaa.generation.sampling import Sample, sample_completions, score_logps
 from isdaa.modeling.prompt_cache import PromptCache, completion_logps
 
-__all__ = ["Sampling", "ScoredSamples", "SampledEval", "sample_and_score", "summarize", "sampled_eval",
+__all__ = ["Sampling", "ScoredSamples", "SampledEval", "sample_and_score", "summarize", "sampled_eval", "encode_prompts",
            "completion_length"]
 
 KL_FIELDS = ("kl_k1", "kl_k1_se", "kl_k3", "kl_k3_se", "kl_k3_clamped")
@@ -120,33 +120,48 @@ def sample_and_score(policy, tokenizer, prompt_ids: list[list[int]], prompt_text
     completions = [s.completion_ids for s in samples]
     policy_logps = ref_logps = gold = None
     if reference is not None:
-        policy_logps, ref_logps = _logps(policy, reference, reference_context, row_prompts, completions, samples,
-                                         sampling, reference_prompts)
+        policy_logps, ref_logps = _logps(policy, reference, reference_context, prompt_ids, samples, sampling,
+                                         reference_prompts)
     if scorer is not None:
         gold = list(scorer([prompt_texts[s.prompt_index] for s in samples], [s.text for s in samples],
                            prompt_ids=row_prompts, completion_ids=completions)) if samples else []
     return ScoredSamples(samples, [labels[s.prompt_index] for s in samples], policy_logps, ref_logps, gold)
 
 
-def _logps(policy, reference, reference_context, row_prompts, completions, samples, sampling: Sampling,
+def _logps(policy, reference, reference_context, prompt_ids, samples, sampling: Sampling,
            reference_prompts: PromptCache | None):
-    """(policy, reference) summed log-probs of the samples, as float lists."""
+    """(policy, reference) summed log-probs of the samples, as float lists: teacher-forced over prompt + completion
+    (`score_logps`), or — `sampling.shared_prefill` — on each prompt's KV cache (`completion_logps`: the prompts run
+    once, the reference's from `reference_prompts` when given); the policy's are the sampler's own under
+    `policy_logps_from_generate`."""
     if not samples:
         return [], []
-    batch, progress = sampling.batch_size, sampling.progress
+    index = [s.prompt_index for s in samples]
+    completions = [s.completion_ids for s in samples]
     if sampling.policy_logps_from_generate:
         policy_logps = [s.sampled_logp for s in samples]
     else:
-        policy_logps = score_logps(policy, row_prompts, completions, batch_size=batch, progress=progress,
-                                   desc="policy logps").tolist()
+        policy_logps = _scored(policy, prompt_ids, index, completions, sampling, None, "policy logps")
     with reference_context():
-        if reference_prompts is not None:
-            ref_logps = completion_logps(reference, reference_prompts, [s.prompt_index for s in samples], completions,
-                                         batch_size=batch).tolist()
-        else:
-            ref_logps = score_logps(reference, row_prompts, completions, batch_size=batch, progress=progress,
-                                    desc="reference logps").tolist()
+        ref_logps = _scored(reference, prompt_ids, index, completions, sampling, reference_prompts, "reference logps")
     return policy_logps, ref_logps
+
+
+def _scored(model, prompt_ids, index, completions, sampling: Sampling, prompts: PromptCache | None, desc: str):
+    """The summed log-probs of `completions` (completion k given prompt `index[k]`) under `model`, as a list."""
+    if sampling.shared_prefill or prompts is not None:
+        if prompts is None:
+            prompts = encode_prompts(model, prompt_ids, sampling)
+        return completion_logps(model, prompts, index, completions, batch_size=sampling.batch_size).tolist()
+    return score_logps(model, [prompt_ids[i] for i in index], completions, batch_size=sampling.batch_size,
+                       progress=sampling.progress, desc=desc).tolist()
+
+
+def encode_prompts(model, prompt_ids, sampling: Sampling) -> PromptCache:
+    """`model`'s KV cache of `prompt_ids`, grouped as the sampler groups them (batch_size // n prompts)."""
+    pad_id = getattr(getattr(model, "config", None), "pad_token_id", None)
+    return PromptCache.encode(model, prompt_ids, group_size=max(1, sampling.batch_size // sampling.n),
+                              pad_id=0 if pad_id is None else int(pad_id))
 
 
 def summarize(scored: ScoredSamples, extra: Callable[[ScoredSamples], dict] | None = None) -> SampledEval:
