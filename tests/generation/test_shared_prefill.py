@@ -11,19 +11,6 @@ import torch
 
 from isdaa.generation import sample_completions, score_logps
 from isdaa.modeling.prompt_cache import PromptCache, completion_logps
-from isdaa.modeling.tiny import tiny_llama, word_tokenizer
-
-WORDS = [f"w{i}" for i in range(90)]
-
-
-@pytest.fixture(scope="module")
-def setup():
-    torch.set_num_threads(1)
-    tok = word_tokenizer(WORDS)
-    model = tiny_llama(len(tok), seed=0)
-    prompts = [tok(t)["input_ids"] for t in ("w1 w2 w3", "w5", "w7 w8 w9 w10 w11 w12 w13")]
-    return model, tok, prompts
-
 
 def _draw(model, tok, prompts, **kw):
     args = dict(n=4, max_new_tokens=30, batch_size=6, seed=3, progress=False, shared_prefill=True)
