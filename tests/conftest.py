@@ -74,3 +74,14 @@ def tiny_config(tokenizer_dir, pairs_file, tmp_path):
         return load_config(TrainConfig, None, base)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def sampling_setup():
+    """A tiny random Llama over 90 words (more than 50: a leaked top_k = 50 default would show) and three prompts
+    of different lengths, for the sampling tests."""
+    torch.set_num_threads(1)
+    tok = word_tokenizer([f"w{i}" for i in range(90)])
+    model = tiny_llama(len(tok), seed=0)
+    prompts = [tok(t)["input_ids"] for t in ("w1 w2 w3", "w5", "w7 w8 w9 w10 w11 w12 w13")]
+    return model, tok, prompts

@@ -3,8 +3,8 @@ import torch
 
 from isdaa.generation import sample_completions, score_logps
 
-def test_deterministic_under_seed_and_rng_untouched(setup):
-    model, tok, prompts = setup
+def test_deterministic_under_seed_and_rng_untouched(sampling_setup):
+    model, tok, prompts = sampling_setup
     kw = dict(n=2, max_new_tokens=8, batch_size=4, progress=False)
     torch.manual_seed(123)
     a = sample_completions(model, tok, prompts, seed=7, **kw)
@@ -18,8 +18,8 @@ def test_deterministic_under_seed_and_rng_untouched(setup):
     assert [(s.prompt_index, s.sample_index) for s in a] == [(i, j) for i in range(3) for j in range(2)]
 
 
-def test_teacher_forced_logps_match_generate(setup):
-    model, tok, prompts = setup
+def test_teacher_forced_logps_match_generate(sampling_setup):
+    model, tok, prompts = sampling_setup
     # checkpoint generation defaults must not leak into the sampling distribution
     model.generation_config.top_k = 5
     model.generation_config.repetition_penalty = 1.5
@@ -44,8 +44,8 @@ def test_teacher_forced_logps_match_generate(setup):
     torch.testing.assert_close(teacher, generated, atol=1e-4, rtol=0)
 
 
-def test_other_temperature_is_not_the_model_distribution(setup):
-    model, tok, prompts = setup
+def test_other_temperature_is_not_the_model_distribution(sampling_setup):
+    model, tok, prompts = sampling_setup
     samples = sample_completions(
         model, tok, prompts, n=1, max_new_tokens=6, temperature=0.5, batch_size=3, seed=0, progress=False, output_scores=True
     )
@@ -54,8 +54,8 @@ def test_other_temperature_is_not_the_model_distribution(setup):
     assert (teacher - generated).abs().max() > 1e-2
 
 
-def test_score_logps_batching_invariant(setup):
-    model, tok, prompts = setup
+def test_score_logps_batching_invariant(sampling_setup):
+    model, tok, prompts = sampling_setup
     comps = [[5, 6, 2], [7], [8, 9, 10, 11]]
     one = score_logps(model, prompts, comps, batch_size=1)
     many = score_logps(model, prompts, comps, batch_size=3)

@@ -17,8 +17,8 @@ def _draw(model, tok, prompts, **kw):
     return sample_completions(model, tok, prompts, **{**args, **kw})
 
 
-def test_samples_end_at_eos_and_carry_their_teacher_forced_logps(setup):
-    model, tok, prompts = setup
+def test_samples_end_at_eos_and_carry_their_teacher_forced_logps(sampling_setup):
+    model, tok, prompts = sampling_setup
     samples = _draw(model, tok, prompts)
     assert [(s.prompt_index, s.sample_index) for s in samples] == [(i, j) for i in range(3) for j in range(4)]
     finished = [s for s in samples if s.finished]
@@ -34,8 +34,8 @@ def test_samples_end_at_eos_and_carry_their_teacher_forced_logps(setup):
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.5])
-def test_first_tokens_follow_the_model_distribution(setup, top_p):
-    model, tok, prompts = setup
+def test_first_tokens_follow_the_model_distribution(sampling_setup, top_p):
+    model, tok, prompts = sampling_setup
     n = 4000
     samples = _draw(model, tok, prompts[:1], n=n, max_new_tokens=1, batch_size=n, top_p=top_p)
     with torch.no_grad():
@@ -50,8 +50,8 @@ def test_first_tokens_follow_the_model_distribution(setup, top_p):
     assert bool((counts[probs == 0] == 0).all())
 
 
-def test_kept_prompt_cache_scores_what_score_logps_scores(setup):
-    model, tok, prompts = setup
+def test_kept_prompt_cache_scores_what_score_logps_scores(sampling_setup):
+    model, tok, prompts = sampling_setup
     samples = _draw(model, tok, prompts, seed=5)
     index, completions = [s.prompt_index for s in samples], [s.completion_ids for s in samples]
     expected = score_logps(model, [prompts[i] for i in index], completions)
@@ -61,11 +61,11 @@ def test_kept_prompt_cache_scores_what_score_logps_scores(setup):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)  # sums of ~30 tokens: fp32 rounding
 
 
-def test_pairs_with_shared_prefill_carry_the_teacher_forced_behaviour_logps(setup):
+def test_pairs_with_shared_prefill_carry_the_teacher_forced_behaviour_logps(sampling_setup):
     from isdaa.generation import generate_pairs
     from isdaa.generation.pairs import _add_behaviour_logps
 
-    model, tok, _ = setup
+    model, tok, _ = sampling_setup
     prompts = ["w1 w2 w3", "w5", "w7 w8 w9 w10 w11 w12 w13", "w20 w21"] * 3
     rows = generate_pairs(model, tok, prompts, scorer="length", max_new_tokens=12, batch_size=6, seed=1,
                           shared_prefill=True)
