@@ -156,7 +156,7 @@ def test_bad_model_world_config_is_one_line_exit_2(model_world, tmp_path, capsys
     cfg.write_text(json.dumps({"output_dir": str(tmp_path / "lab"), "world": world}))
     assert main(["lab", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(message) and "\n" not in err
+    assert err.startswith(message.replace("error: ", f"error: {cfg}: ")) and "\n" not in err  # where it was set
     assert not (tmp_path / "lab").exists()
 
 

@@ -31,8 +31,9 @@ def lab_help(packaged: LabConfig, demo: bool) -> str:
         value = _value_at(packaged, row.key)
         many = isinstance(value, list) and value and isinstance(value[0], dict)
         lines += option_lines(row, f"[{len(value)} entries, see the YAML]" if many else repr(value))
-    lines += ["", "methods: a list of {label: NAME, <objective option>: value, ...} (empty: the default sweep);",
-              "regimes: a list of {name, n_pairs, max_steps or epochs, lr, batch_size, eval_every, <dotted train key>}."]
+    lines += ["", "methods: a list of {label: NAME, <objective option>: value, ...} (left out: the default sweep);",
+              "regimes: a list of {name, n_pairs, max_steps or epochs, lr, batch_size, eval_every, <dotted train key>}",
+              "(left out: the default regimes). The whole config is checked before anything is prepared or written."]
     return "\n".join(lines)
 
 

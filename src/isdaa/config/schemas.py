@@ -282,7 +282,7 @@ class LabConfig:
     world: LabWorldConfig = field(default_factory=LabWorldConfig)
     reference: LabReferenceConfig = field(default_factory=LabReferenceConfig)
     pairs: LabPairsConfig = field(default_factory=LabPairsConfig)
-    methods: list = option([], help="[{label: DPO, loss: sigmoid}, ...]; empty = the default sweep")
+    methods: list = option([], help="[{label: DPO, loss: sigmoid}, ...]; left out = the default sweep (an empty list is refused)")
     regimes: list = option([], help="[{name, n_pairs, max_steps|epochs, lr, batch_size, eval_every}]")
     betas: list = option([0.01, 0.05, 0.1], help="the betas every method is trained with")
     seeds: list = option([0, 1, 2], help="training seeds of every (method, beta)")

@@ -1,8 +1,10 @@
 """Plots of over-optimization: gold reward vs √KL (the frontier) and any metric vs training step.
 
 Inputs are plain lists of floats so the lab and users can pass anything. Figures are drawn on a
-`matplotlib.figure.Figure` (Agg rendering, no pyplot global state) and saved to `path` (format from the
-suffix; parent directories are created).
+`matplotlib.figure.Figure` (Agg rendering, no pyplot global state): `frontier_figure` / `over_steps_figure`
+return it, `plot_frontier` / `plot_over_steps` save it to `path` (format from the suffix; parent directories are
+created). Every point of a series is marked (they are evaluations: a line through three points is three
+measurements, not a trend), and a gold axis names its scorer (`gold_axis_label`).
 
 A series is `(x, mean)` or `(x, mean, lo, hi)`: lo/hi (e.g. mean ∓ 1.96·SE) draw a shaded band; None skips it.
 """
@@ -17,7 +19,10 @@ from matplotlib.figure import Figure
 
 from isdaa.eval.curves import fit_bon, fit_rl, gao_bon, gao_rl
 
-__all__ = ["plot_frontier", "plot_over_steps", "ci_bounds"]
+__all__ = ["plot_frontier", "plot_over_steps", "frontier_figure", "over_steps_figure", "gold_axis_label", "ci_bounds",
+           "GOLD_REWARD"]
+
+GOLD_REWARD = "gold reward"
 
 
 def ci_bounds(means: Sequence[float], ses: Sequence[float], z: float = 1.96) -> tuple[list[float], list[float]]:
@@ -42,6 +47,13 @@ def _unpack(label, series):
     return x, y, lo, hi
 
 
+def gold_axis_label(scorers) -> str:
+    """"gold reward (<scorer>)": the distinct scorer names in `scorers` (None and "" left out), joined by " / ";
+    "gold reward (scorer not recorded)" when there is none."""
+    names = list(dict.fromkeys(str(s) for s in scorers if s))
+    return f"{GOLD_REWARD} ({' / '.join(names) if names else 'scorer not recorded'})"
+
+
 def _draw(ax, label, series, marker="o"):
     x, y, lo, hi = _unpack(label, series)
     (line,) = ax.plot(x, y, marker=marker, markersize=3, label=str(label))
@@ -58,17 +70,23 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
-def plot_frontier(
+def plot_frontier(curves: Mapping[str, Sequence], path, title: str = "gold reward vs sqrt(KL)",
+                  ref_gold: float | None = None, **options) -> Path:
+    """`frontier_figure` saved to `path`."""
+    return _save(frontier_figure(curves, title, ref_gold, **options), path)
+
+
+def frontier_figure(
     curves: Mapping[str, Sequence],
-    path,
     title: str = "gold reward vs sqrt(KL)",
     ref_gold: float | None = None,
     *,
     fit: str | None = None,
     xlabel: str = "sqrt(KL(policy || reference))  [sqrt(nats)]",
-    ylabel: str = "gold reward",
-) -> Path:
-    """Gold reward vs d = √KL, one line (with CI band) per label, and a dashed line at `ref_gold`.
+    ylabel: str = GOLD_REWARD,
+) -> Figure:
+    """Gold reward vs d = √KL, one line (with CI band) per label, and a dashed line at `ref_gold`; `ylabel`:
+    name the scorer (`gold_axis_label`).
 
     `curves[label] = (d_values, gold_means, gold_lo, gold_hi)` (lo/hi may be None). `fit="rl"` or `"bon"`
     overlays the Gao et al. form fitted to each curve's points (with r0 = ref_gold or 0) as a dotted line.
@@ -92,19 +110,23 @@ def plot_frontier(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
-def plot_over_steps(
+def plot_over_steps(series: Mapping[str, Sequence], path, ylabel: str, **options) -> Path:
+    """`over_steps_figure` saved to `path`."""
+    return _save(over_steps_figure(series, ylabel, **options), path)
+
+
+def over_steps_figure(
     series: Mapping[str, Sequence],
-    path,
     ylabel: str,
     *,
     title: str | None = None,
     xlabel: str = "step",
     hline: float | None = None,
     logy: bool = False,
-) -> Path:
+) -> Figure:
     """Any metric (gold, KL, ESS, length, ...) vs training step: `series[label] = (steps, means, lo, hi)`."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
@@ -121,4 +143,4 @@ def plot_over_steps(
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig

@@ -1,10 +1,13 @@
 """`isdaa plot RUN_DIR [RUN_DIR ...]`: figures of training runs from their `metrics.jsonl`, and a summary.
 
-Figures (PNG, Agg; one curve per run, labelled by the run directory's name):
-- `training.png`: loss and preference accuracy (held-out `eval/` values as dashed lines when present);
+Figures (PNG, Agg; one curve per run, labelled by the run directory's name; `run_figures` draws them):
+- `training.png`: the unweighted DAA loss (`loss/base`: runs with and without importance weights compare on it),
+  the loss as optimized (`loss`: × the weights, + the SFT term; left out when it is `loss/base` in every run) and
+  preference accuracy; held-out `eval/` values as dashed lines with a marker at each evaluation;
 - `weights.png`: the importance weights' mean, ESS and clipped fraction;
 - `kl_data.png`: the on-data Δ, `kl/chosen` and `kl/rejected` (mean log-ratio on the dataset's responses);
-- `monitor.png` (monitored runs): the sampled KL (k3, ±1.96 SE), gold (when scored), length and EOS rate;
+- `monitor.png` (monitored runs): the sampled KL (k3, ±1.96 SE), gold (when scored; the axis names the run's
+  `monitor.scorer`, read from its config.yaml), length and EOS rate, a marker at each evaluation;
 - `frontier.png` (monitored runs with a scorer): gold against √KL.
 One run: into `RUN/plots/`, with `RUN/summary.md`. Several (or `out` given): figures and `summary.md` into
 `out` (default: `plots/` in the runs' common parent directory). `summary.md` embeds the figures under a
@@ -20,20 +23,26 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from isdaa.config import read_yaml
 from isdaa.errors import InputError
 from isdaa.eval.monitor import BEST_FILE
-from isdaa.eval.plots import _draw, _save, ci_bounds, plot_frontier  # the one series-drawing helper
+from isdaa.eval.plots import GOLD_REWARD, _draw, _save, ci_bounds, frontier_figure, gold_axis_label  # one drawing helper
 from isdaa.eval.stats import is_finite_number
 from isdaa.runtime import atomic_write_text, read_metrics
 
-__all__ = ["plot_runs", "run_summary"]
+__all__ = ["plot_runs", "run_figures", "gold_label", "run_summary", "FILES"]
 
-TRAINING = [("loss", "loss"), ("rewards/accuracies", "preference accuracy")]
+BASE_LOSS = ("loss/base", "DAA loss, unweighted (loss/base)")
+OPTIMIZED_LOSS = ("loss", "loss as optimized (x weights, + SFT)")
+TRAINING = [BASE_LOSS, OPTIMIZED_LOSS, ("rewards/accuracies", "preference accuracy")]
 WEIGHTS = [("weights/mean", "mean weight"), ("weights/ess", "ESS (share of the batch)"),
            ("weights/clipped_frac", "clipped fraction")]
 ON_DATA = [("kl/chosen", "kl/chosen (mean Δ, chosen)"), ("kl/rejected", "kl/rejected (mean Δ, rejected)")]
-MONITOR = [("monitor/kl_k3", "sampled KL (k3) [nats]"), ("monitor/gold", "gold"), ("monitor/length", "length [tokens]"),
-           ("monitor/eos_rate", "EOS rate")]
+MONITOR = [("monitor/kl_k3", "sampled KL (k3) [nats]"), ("monitor/gold", GOLD_REWARD),
+           ("monitor/length", "length [tokens]"), ("monitor/eos_rate", "EOS rate")]
+FILES = {"training": "training.png", "weights": "weights.png", "on-data KL": "kl_data.png", "monitor": "monitor.png",
+         "frontier": "frontier.png"}
+HELD_OUT = {"linestyle": "--", "marker": "o", "markersize": 4}  # an evaluation: a marker on each point
 
 
 def _series(records: list[dict], key: str) -> tuple | None:
@@ -48,8 +57,7 @@ def _series(records: list[dict], key: str) -> tuple | None:
     return steps, values
 
 
-def _panels(path: Path, runs: dict[str, list[dict]], panels: list[tuple[str, str]],
-            dashed_prefix: str = "") -> Path | None:
+def _panels(runs: dict[str, list[dict]], panels: list[tuple[str, str]], dashed_prefix: str = "") -> Figure | None:
     """One figure, a panel per (metric, y label) that some run holds; None when no run holds any."""
     present = [(k, y) for k, y in panels if any(_series(r, k) for r in runs.values())]
     if not present:
@@ -65,27 +73,64 @@ def _panels(path: Path, runs: dict[str, list[dict]], panels: list[tuple[str, str
                 color = _draw(ax, label, series)[0].get_color()
             held_out = _series(records, dashed_prefix + key) if dashed_prefix else None
             if held_out is not None:
-                ax.plot(held_out[0], held_out[1], "--", color=color, label=f"{label} (held-out)")
+                ax.plot(held_out[0], held_out[1], color=color, label=f"{label} (held-out)", **HELD_OUT)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
-    return _save(fig, path)
+    return fig
 
 
-def _frontier(path: Path, runs: dict[str, list[dict]]) -> Path | None:
+def _same_loss(runs: dict[str, list[dict]]) -> bool:
+    """Whether `loss` is `loss/base` at every step of every run (no weights, no SFT term: one panel says it)."""
+    pairs = [(r[OPTIMIZED_LOSS[0]], r.get(BASE_LOSS[0])) for records in runs.values() for r in records
+             if is_finite_number(r.get(OPTIMIZED_LOSS[0]))]
+    return bool(pairs) and all(is_finite_number(b) and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
+                               for a, b in pairs)
+
+
+def _frontier(runs: dict[str, list[dict]], gold: str) -> Figure | None:
     """Gold against √KL (k3) of every monitored, scored run; None when there is none."""
     curves = {}
     for label, records in runs.items():
         rows = [r for r in records if is_finite_number(r.get("monitor/gold")) and is_finite_number(r.get("monitor/kl_k3"))]
         if rows:
-            gold = [r["monitor/gold"] for r in rows]
+            gold_means = [r["monitor/gold"] for r in rows]
             ses = [r.get("monitor/gold_se") for r in rows]
-            band = ci_bounds(gold, ses) if all(is_finite_number(s) for s in ses) else (None, None)
-            curves[label] = ([math.sqrt(max(r["monitor/kl_k3"], 0.0)) for r in rows], gold, *band)
+            band = ci_bounds(gold_means, ses) if all(is_finite_number(s) for s in ses) else (None, None)
+            curves[label] = ([math.sqrt(max(r["monitor/kl_k3"], 0.0)) for r in rows], gold_means, *band)
     if not curves:
         return None
-    return plot_frontier(curves, path, title="gold vs sqrt(KL) while training")
+    return frontier_figure(curves, title="gold vs sqrt(KL) while training", ylabel=gold)
+
+
+def run_figures(runs: dict[str, list[dict]], gold: str = gold_axis_label([])) -> dict[str, Figure]:
+    """The figures of `FILES` that the runs' metrics hold (label -> records); `gold`: the gold axis's label
+    (`gold_axis_label` of the runs' scorers)."""
+    training = [p for p in TRAINING if not (p == OPTIMIZED_LOSS and _same_loss(runs))]
+    monitor = [(k, gold if k == "monitor/gold" else y) for k, y in MONITOR]
+    figures = {
+        "training": _panels(runs, training, dashed_prefix="eval/"),
+        "weights": _panels(runs, WEIGHTS),
+        "on-data KL": _panels(runs, ON_DATA),
+        "monitor": _panels(runs, monitor),
+        "frontier": _frontier(runs, gold),
+    }
+    return {k: v for k, v in figures.items() if v is not None}
+
+
+def _scorer(run_dir: Path) -> str | None:
+    """The run's `monitor.scorer` from its config.yaml (None: no monitor scorer, or no readable config)."""
+    try:
+        scorer = read_yaml(run_dir / "config.yaml").get("monitor", {}).get("scorer")
+    except (InputError, AttributeError):
+        return None
+    return None if scorer in (None, "none") else str(scorer)
+
+
+def gold_label(run_dirs: list) -> str:
+    """The gold axis of these runs: "gold reward (<their monitor.scorer names>)"."""
+    return gold_axis_label([_scorer(Path(d)) for d in run_dirs])
 
 
 def _load(run_dirs: list) -> dict[str, list[dict]]:
@@ -112,14 +157,7 @@ def plot_runs(run_dirs: list, out_dir=None) -> list[Path]:
     else:
         out_dir = Path(out_dir or Path(os.path.commonpath([d.resolve().parent for d in dirs])) / "plots")
         summary = out_dir / "summary.md"
-    figures = {
-        "training": _panels(out_dir / "training.png", runs, TRAINING, dashed_prefix="eval/"),
-        "weights": _panels(out_dir / "weights.png", runs, WEIGHTS),
-        "on-data KL": _panels(out_dir / "kl_data.png", runs, ON_DATA),
-        "monitor": _panels(out_dir / "monitor.png", runs, MONITOR),
-        "frontier": _frontier(out_dir / "frontier.png", runs),
-    }
-    figures = {k: v for k, v in figures.items() if v is not None}
+    figures = {name: _save(fig, out_dir / FILES[name]) for name, fig in run_figures(runs, gold_label(dirs)).items()}
     bests = {label: _best(d) for label, d in zip(runs, dirs)}
     links = {k: os.path.relpath(v, summary.parent) for k, v in figures.items()}
     atomic_write_text(summary, run_summary(runs, bests, links))

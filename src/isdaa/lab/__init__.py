@@ -7,6 +7,7 @@ its reference, Bradley–Terry preference pairs sampled from it, and sweeps of m
 - `isdaa.lab.sft`: the SFT reference (`train_reference`); `isdaa.lab.preference_data`: its pairs (`make_pairs`).
 - `isdaa.lab.regimes`: the default methods and regimes and their validation.
 - `isdaa.lab.evaluator`: the `LabEvaluator` training callback (gold, KL, weights at every evaluation).
+- `isdaa.lab.validation`: the whole config checked before anything is prepared or written.
 - `isdaa.lab.sweep`: `run_lab(LabConfig)` — prepare (`prepare`), specs (`spec`), runs (`pool`), results (`results`).
 - `isdaa.lab.summary` (numbers), `isdaa.lab.verdict` (text, tables), `isdaa.lab.outputs` (csv, plots, report.md).
 `isdaa lab --config lab.yaml` runs a sweep (default: `default.yaml` here); `isdaa demo` runs `demo.yaml`.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from isdaa.config import LabConfig, load_config
-from isdaa.lab import sweep
+from isdaa.lab import sweep, validation
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_YAML = HERE / "default.yaml"
@@ -32,8 +33,12 @@ def run_lab(config, *, progress="default") -> dict:
 
 
 def load_lab_config(path=None, overrides=None, *, demo: bool = False):
-    """A `LabConfig` from a YAML file (default: the packaged default.yaml / demo.yaml) plus dotted overrides."""
-    return load_config(LabConfig, path or (DEMO_YAML if demo else DEFAULT_YAML), overrides)
+    """A `LabConfig` from a YAML file (default: the packaged default.yaml / demo.yaml) plus dotted overrides,
+    checked whole (`isdaa.lab.validation.check_loaded`: InputError "<file or command line>: option ...")."""
+    source = path or (DEMO_YAML if demo else DEFAULT_YAML)
+    config = load_config(LabConfig, source, overrides)
+    validation.check_loaded(config, validation.given_options(source, overrides), source)
+    return config
 
 
 def run_demo(out_dir: str | None = None, *, progress="default", **overrides) -> dict:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from isdaa.eval.plots import ci_bounds, plot_frontier, plot_over_steps
+from isdaa.eval.plots import ci_bounds, gold_axis_label, plot_frontier, plot_over_steps
 from isdaa.eval.stats import t_quantile
 from isdaa.lab.regimes import regime_steps
 from isdaa.lab.summary import group_runs, mean_curve, summarize
 from isdaa.lab.verdict import constrained_table, dpo_label, fmt, frontier_table, results_table, verdict
-from isdaa.lab.worlds import report_for
+from isdaa.lab.worlds import gold_name, report_for
 
 __all__ = ["CSV_COLUMNS", "write_csv", "write_plots", "write_report", "write_outputs", "rebuild"]
 
@@ -26,7 +26,8 @@ CSV_COLUMNS = ["regime", "method", "beta", "seed", "step", "gold", "gold_se", "k
                "ess_min_so_far", "ess_min", "ess_mean", "w_mean", "w_min", "w_max", "clipped_frac", "raw_log_w_mean",
                "train_acc", "logps_chosen", "logps_rejected", "train_loss", "seconds", "status"]
 
-# (eval key, y label, log scale, horizontal line at the reference's gold) of the over-steps plots
+# (eval key, y label, log scale, horizontal line at the reference's gold) of the over-steps plots; the gold axis
+# names the world's gold reward (`gold_name`)
 OVER_STEPS = (("gold", "gold reward", False, True), ("kl_k3", "KL (k3, nats)", True, False),
               ("ess_mean", "mean batch ESS (between evaluations)", False, False),
               ("ess_min", "min batch ESS (between evaluations)", False, False),
@@ -45,7 +46,7 @@ def write_csv(results: dict, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ plots
-def _frontier_plot(by_method: dict, path: Path, ref_gold: float, title: str) -> Path | None:
+def _frontier_plot(by_method: dict, path: Path, ref_gold: float, title: str, gold: str) -> Path | None:
     """Gold vs √KL of each method's seed-mean curve with its 95% t-CI; None when no curve has two points."""
     curves = {}
     for label, runs in by_method.items():
@@ -58,7 +59,7 @@ def _frontier_plot(by_method: dict, path: Path, ref_gold: float, title: str) -> 
     if not curves:
         return None
     n_seeds = max(len(r) for r in by_method.values())
-    return plot_frontier(curves, path, ref_gold=ref_gold, fit="rl",
+    return plot_frontier(curves, path, ref_gold=ref_gold, fit="rl", ylabel=gold,
                          title=f"{title}: mean of {n_seeds} seeds, 95% t-CI; dotted: Gao RL fit")
 
 
@@ -79,12 +80,15 @@ def _over_steps_plot(by_method: dict, key: str, path: Path, ylabel: str, **kwarg
 def write_plots(results: dict, summary: dict, out: Path) -> list[Path]:
     """`frontier_<regime>_beta<β>.png` and `over_steps_<key>_<regime>_beta<β>.png`; returns the paths written."""
     ref_gold = results["reference_gold"]["gold"]
+    gold = gold_axis_label([gold_name(results["config"]["world"])])
     paths = []
     for regime, by_beta in group_runs(results).items():
         for beta, by_method in by_beta.items():
             tag = f"{regime}_beta{beta:g}"
-            paths.append(_frontier_plot(by_method, out / f"frontier_{tag}.png", ref_gold, f"{regime}, beta={beta:g}"))
+            paths.append(_frontier_plot(by_method, out / f"frontier_{tag}.png", ref_gold, f"{regime}, beta={beta:g}",
+                                        gold))
             for key, ylabel, logy, at_ref in OVER_STEPS:
+                ylabel = gold if key == "gold" else ylabel
                 paths.append(_over_steps_plot(by_method, key, out / f"over_steps_{key}_{tag}.png", ylabel, logy=logy,
                                               hline=ref_gold if at_ref else None,
                                               title=f"{ylabel}, {regime}, beta={beta:g}"))

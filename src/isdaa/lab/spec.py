@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from isdaa.config import LabConfig, TrainConfig, load_config
+from isdaa.errors import InputError
 from isdaa.lab.protocol import LabWorld, Prepared
 from isdaa.lab.regimes import regime_overrides, regime_steps, resolve_methods, resolve_regimes
 
@@ -63,6 +64,14 @@ def _train_keys(run_dir: Path, prep: Prepared, world: LabWorld, reg: dict, metho
     }
 
 
+def _train_config(keys: dict, reg: dict, method: dict, beta) -> TrainConfig:
+    """The run's TrainConfig; InputError naming the run (regime / method / β) and the option."""
+    try:
+        return load_config(TrainConfig, None, keys)
+    except InputError as exc:
+        raise InputError(f"run {reg['name']} / {method['label']} / beta {beta}: {exc}") from None
+
+
 def build_specs(config: LabConfig, out: Path, prep: Prepared, world: LabWorld) -> list[RunSpec]:
     """One spec per (regime, method, β, seed), in that nesting order; each TrainConfig is validated here, so a bad
     combination fails before anything runs."""
@@ -75,7 +84,7 @@ def build_specs(config: LabConfig, out: Path, prep: Prepared, world: LabWorld) -
                     keys = _train_keys(run_dir, prep, world, reg, m, beta, seed)
                     specs.append(RunSpec(
                         method=m["label"], overrides=m["overrides"], beta=float(beta), seed=int(seed),
-                        regime=reg["name"], steps=regime_steps(reg), train=load_config(TrainConfig, None, keys),
+                        regime=reg["name"], steps=regime_steps(reg), train=_train_config(keys, reg, m, beta),
                         train_keys=keys, world=world.settings(), reference_dir=prep.reference["path"],
                         eval_samples=config.eval_samples, keep_models=config.keep_models))
     return specs

@@ -16,21 +16,19 @@ Outputs (in `output_dir`): `results.json`, `results.csv` (one row per run × eva
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import torch
 from transformers.utils import logging as hf_logging
 
 from isdaa.config import LabConfig
-from isdaa.errors import InputError
 from isdaa.lab import store
 from isdaa.lab.directory import check_output, clear_previous
 from isdaa.lab.pool import run_all
-from isdaa.lab.regimes import resolve_methods, resolve_regimes
+from isdaa.lab.regimes import resolve_regimes
 from isdaa.lab.results import assemble, write_results
 from isdaa.lab.spec import build_specs
-from isdaa.lab.worlds import world_for
+from isdaa.lab.validation import check_lab_config, check_runs, load_world
 
 __all__ = ["say", "run_lab"]
 
@@ -40,28 +38,14 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def _validated(config: LabConfig) -> LabConfig:
-    """InputError on a bad lab config, before anything is written; report_beta defaults to the first β."""
-    resolve_methods(config.methods)
-    resolve_regimes(config.regimes)
-    if not config.seeds or not config.betas:
-        raise InputError("option seeds / betas: need at least one value each")
-    if config.workers < 1:
-        raise InputError(f"option workers must be >= 1, got {config.workers}")
-    if config.eval_samples < 2:
-        raise InputError(f"option eval_samples must be >= 2, got {config.eval_samples}")
-    if config.report_beta not in [float(b) for b in config.betas]:
-        config = dataclasses.replace(config, report_beta=float(config.betas[0]))
-    return config
-
-
 def run_lab(config: LabConfig, *, progress=say) -> dict:
     """Run the whole lab; returns the results dict (also written to `<output_dir>/results.json`)."""
     if not config.progress:
         progress = None
     progress = progress or (lambda *_: None)
-    config = _validated(config)  # everything is validated before anything is written
-    world = world_for(config.world)
+    config = check_lab_config(config)  # everything is validated before anything is prepared or written
+    world = load_world(config)
+    check_runs(config, world)
     n_pairs = max(r["n_pairs"] for r in resolve_regimes(config.regimes))
     out = check_output(config, store.preparation_key(world.settings(), config, n_pairs))
     if config.overwrite:
