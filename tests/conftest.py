@@ -85,3 +85,15 @@ def sampling_setup():
     model = tiny_llama(len(tok), seed=0)
     prompts = [tok(t)["input_ids"] for t in ("w1 w2 w3", "w5", "w7 w8 w9 w10 w11 w12 w13")]
     return model, tok, prompts
+
+
+@pytest.fixture
+def bars_on():
+    """transformers' bars on, as in a fresh process (an earlier test may have turned them off), then as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    yield
+    if not was_on:
+        hf_logging.disable_progress_bar()

@@ -25,16 +25,6 @@ MONITOR = {"monitor.every": STEPS, "monitor.max_prompts": 6, "monitor.n_samples"
 MATCHING = {"n_samples": 3, "max_new_tokens": 8, "seed": 5, "max_prompts": 6, "max_prompt_length": 16}
 
 
-@pytest.fixture
-def bars_on():
-    """transformers' bars on, as in a fresh process (an earlier test may have turned them off), then as they were."""
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.enable_progress_bar()
-    yield
-    if not was_on:
-        hf_logging.disable_progress_bar()
-
-
 @pytest.fixture(scope="module")
 def eval_file(tmp_path_factory):
     return write_jsonl(tmp_path_factory.mktemp("held-out") / "eval.jsonl", make_pairs(8, seed=1))

@@ -3,21 +3,10 @@
 
 from __future__ import annotations
 
-import pytest
 from conftest import save_tiny_model
 from transformers.utils import logging as hf_logging
 
 from isdaa.training.trainer import fit
-
-
-@pytest.fixture
-def bars_on():
-    """transformers' bars on, as in a fresh process (an earlier test may have turned them off), then as they were."""
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.enable_progress_bar()
-    yield
-    if not was_on:
-        hf_logging.disable_progress_bar()
 
 
 class _SaveMidRun:
