@@ -75,3 +75,20 @@ def test_pairs_with_shared_prefill_carry_the_teacher_forced_behaviour_logps(samp
     for got, want in zip(rows, fresh):
         for side in ("behavior_chosen_logps", "behavior_rejected_logps"):
             assert got[side] == pytest.approx(want[side], abs=1e-4)
+
+
+def test_scoring_on_the_cache_is_in_eval_mode_and_restores_the_mode():
+    """A model in training mode with dropout scores the same numbers twice (no dropout), and stays in training mode."""
+    from isdaa.modeling.tiny import tiny_llama, word_tokenizer
+
+    tok = word_tokenizer([f"w{i}" for i in range(20)])
+    model = tiny_llama(len(tok), seed=0)
+    model.config.attention_dropout = 0.5
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    model.train()
+    prompts = [tok("w1 w2 w3")["input_ids"], tok("w4")["input_ids"]]
+    completions = [tok("w5 w6")["input_ids"], tok("w7")["input_ids"]]
+    runs = [completion_logps(model, PromptCache.encode(model, prompts, group_size=2, pad_id=0), [0, 1], completions)
+            for _ in range(2)]
+    assert torch.equal(runs[0], runs[1]) and model.training

@@ -259,18 +259,13 @@ def _prompt_once_logps(model, prompt_ids: list[list[int]], completions: list[lis
     each run once (`isdaa.modeling.prompt_cache`)."""
     n, group = len(prompt_ids), max(1, batch_size // 2)
     out = torch.zeros(2 * n, dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, n, group):
-            rows = list(range(start, min(start + group, n)))
-            cache = PromptCache.encode(model, [prompt_ids[k] for k in rows], group_size=len(rows), pad_id=pad_id)
-            local = list(range(len(rows))) * 2
-            picked = rows + [n + k for k in rows]
-            out[torch.tensor(picked)] = completion_logps(model, cache, local, [completions[k] for k in picked],
-                                                         batch_size=batch_size)
-    finally:
-        model.train(was_training)
+    for start in range(0, n, group):
+        rows = list(range(start, min(start + group, n)))
+        cache = PromptCache.encode(model, [prompt_ids[k] for k in rows], group_size=len(rows), pad_id=pad_id)
+        local = list(range(len(rows))) * 2
+        picked = rows + [n + k for k in rows]
+        out[torch.tensor(picked)] = completion_logps(model, cache, local, [completions[k] for k in picked],
+                                                     batch_size=batch_size)
     return out
 
 

@@ -17,6 +17,7 @@ Memory: 2 × layers × KV heads × head size × 4 bytes per prompt token (SmolLM
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -28,6 +29,17 @@ from isdaa.modeling.logprobs import (cache_argument, output_head, position_ids_f
                                      final_hidden)
 
 __all__ = ["PromptCache", "PromptGroup", "prefill", "completion_logps"]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """`model` in eval mode (no dropout) for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -65,7 +77,7 @@ class PromptCache:
     def encode(cls, model: nn.Module, prompt_ids: list[list[int]], *, group_size: int, pad_id: int) -> PromptCache:
         """Run every prompt once (no gradient), `group_size` prompts per forward."""
         groups, group_of = [], {}
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             for start in range(0, len(prompt_ids), group_size):
                 indices = list(range(start, min(start + group_size, len(prompt_ids))))
                 mask, cache, logits = prefill(model, [prompt_ids[i] for i in indices], pad_id)
@@ -78,14 +90,14 @@ class PromptCache:
 def completion_logps(model: nn.Module, prompts: PromptCache, prompt_index: list[int],
                      completion_ids: list[list[int]], *, batch_size: int = 64) -> Tensor:
     """Summed log-probs (N,) fp32 on CPU of completion k given prompt `prompt_index[k]` of `prompts`, teacher-forced
-    on copies of the prompts' caches (no gradient; the caches are left as they are)."""
+    on copies of the prompts' caches (no gradient, eval mode; the caches are left as they are)."""
     out = torch.zeros(len(completion_ids), dtype=torch.float32)
     by_group: dict[int, list[int]] = {}
     for k, i in enumerate(prompt_index):
         if not completion_ids[k]:
             raise ValueError(f"completion {k} has no tokens")
         by_group.setdefault(prompts.group_of[i][0], []).append(k)
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         for g, ks in by_group.items():
             for start in range(0, len(ks), batch_size):
                 chunk = ks[start : start + batch_size]
