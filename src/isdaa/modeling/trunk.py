@@ -7,7 +7,9 @@ layers, the final norm and the output head on it:
 
     log π_θ(y | x) = Σ_t log softmax(W · norm(top_θ(trunk(x, y))))_{t-1}[y_t]
 
-which equals the full forward's value up to float rounding (a batch's padding changes the matmul shapes). The
+which equals the full forward's value up to float rounding (a batch's padding changes the matmul shapes) when the
+trunk has no dropout (Llama-family configs have none; with dropout the cached trunk's mask is drawn once per
+sequence instead of at every step). The
 backward already stops at the lowest adapted layer (nothing below requires a gradient); the cache also removes
 the trunk's forward from every step after a sequence's first. Memory: 4 bytes × hidden size per cached token
 (SmolLM2-135M: 2.3 kB a token, ~370 MB for 1,000 pairs of 80-token sequences).
