@@ -39,3 +39,21 @@ def test_no_third_party_bar_inside_the_training_bar(tiny_config, tmp_path, capfd
     assert "Loading weights" in err[:first]  # before the bar: shown
     assert "Writing model shards" not in err[first:last]  # the mid-run save's: not
     assert "Writing model shards" in err[last:]  # final/, after the bar
+
+
+def test_pairs_and_logps_load_their_model_quietly_under_progress_false(tmp_path, capfd, bars_on):
+    from conftest import make_pairs, save_tiny_model, write_jsonl
+    from isdaa.cli import main
+
+    model_dir = save_tiny_model(tmp_path / "model")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("w1 w2\nw3\n")
+    capfd.readouterr()
+    assert main(["pairs", "--model", str(model_dir), "--prompts", str(prompts), "--scorer", "length", "--out",
+                 str(tmp_path / "pairs.jsonl"), "--max-new-tokens", "3", "--progress", "false",
+                 "--num-threads", "1"]) == 0
+    data = write_jsonl(tmp_path / "data.jsonl", make_pairs(4, seed=1))
+    assert main(["logps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "out.jsonl"),
+                 "--as", "behavior", "--progress", "false", "--max_length", "32", "--max_prompt_length", "16"]) == 0
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err, err

@@ -46,7 +46,7 @@ from isdaa.data.prompts import check_prompt, load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
 from isdaa.generation.sampling import Sample, sample_completions, score_logps
 from isdaa.generation.scorers import checked_scorer, get_scorer
-from isdaa.modeling.loading import load_policy, load_tokenizer
+from isdaa.modeling.loading import load_policy, load_tokenizer, third_party_progress_bars
 from isdaa.modeling.prompt_cache import PromptCache, completion_logps
 from isdaa.runtime import atomic_write_text, set_threads, write_json
 
@@ -305,7 +305,8 @@ def pairs_main(config) -> dict:
     scorer = get_scorer(config.scorer)  # resolve (and fail) before any model loads
     set_threads(config.num_threads)
     tokenizer = load_tokenizer(config.model)
-    model = load_policy(config.model, seed=config.seed)
+    with third_party_progress_bars(config.progress):
+        model = load_policy(config.model, seed=config.seed)
     model.requires_grad_(False)
     model.eval()
     stats: dict = {}

@@ -25,7 +25,7 @@ from isdaa.config import ModelConfig
 from isdaa.data import load_rows
 from isdaa.data.tokenization import tokenize_rows_indexed
 from isdaa.errors import InputError
-from isdaa.modeling.loading import load_policy, load_tokenizer
+from isdaa.modeling.loading import load_policy, load_tokenizer, third_party_progress_bars
 from isdaa.training.reference_cache import compute_reference_logps
 from isdaa.runtime import atomic_write_text, json_ready
 from isdaa.training.trainer import MIN_SHARED_PROMPT_TOKENS
@@ -81,7 +81,8 @@ def write_dataset_logps(model: ModelConfig, data: str, out: str, *, kind: str = 
     rows = load_rows(data, extra_columns=None)
     examples, kept = tokenize_rows_indexed(rows, tokenizer, max_length=max_length,
                                            max_prompt_length=max_prompt_length, source=data)
-    policy = load_policy(model).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with third_party_progress_bars(progress):
+        policy = load_policy(model).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     policy.requires_grad_(False)
     chosen, rejected = dataset_logps(policy, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
                                      progress=progress)
