@@ -144,12 +144,11 @@ def _sample_shared(model, tokenizer, prompt_ids, n: int, group: int, eos: list[i
     """Ancestral sampling, `group` prompts at a time: each prompt prefilled once (`prefill`), its cache repeated
     for its n rows; a row leaves the batch (and the cache) at its first EOS."""
     samples: list[Sample] = []
-    eos_t = None
+    eos_t = torch.tensor(eos, device=next(model.parameters()).device)
     kw = cache_argument(model)
     for start in tqdm(range(0, len(prompt_ids), group), desc="sampling", disable=not progress, leave=False):
         indices = list(range(start, min(start + group, len(prompt_ids))))
         mask, cache, logits = prefill(model, [prompt_ids[i] for i in indices], pad_id)
-        eos_t = torch.tensor(eos, device=mask.device) if eos_t is None else eos_t
         cache.batch_repeat_interleave(n)
         mask, logits = mask.repeat_interleave(n, 0), logits.repeat_interleave(n, 0)
         alive = torch.arange(len(indices) * n, device=mask.device)  # the jobs still decoding

@@ -43,7 +43,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from isdaa.config import LabWorldConfig
 from isdaa.data.prompts import load_prompt_file, tokenize_prompts
 from isdaa.errors import InputError
-from isdaa.eval.sampled import Sampling, ScoredSamples, sampled_eval
+from isdaa.eval.sampled import Sampling, ScoredSamples, encode_prompts, sampled_eval
 from isdaa.generation import generate_pairs, get_scorer, pairs_in_rounds, write_pairs
 from isdaa.generation.pairs import bt_probability
 from isdaa.lab import store
@@ -245,8 +245,7 @@ class ModelEvaluator:
                               else (model, model.disable_adapter))
         if self.reference_prompts is None:  # the frozen reference's prompt cache serves every evaluation
             with context():
-                self.reference_prompts = PromptCache.encode(reference, self.prompt_ids, pad_id=tokenizer.pad_token_id,
-                                                            group_size=max(1, self.batch_size // self.n))
+                self.reference_prompts = encode_prompts(reference, self.prompt_ids, sampling)
         result = sampled_eval(model, tokenizer, self.prompt_ids, self.prompts, sampling, reference=reference,
                               reference_context=context, scorer=self.scorer, extra=self._world_fields,
                               reference_prompts=self.reference_prompts)

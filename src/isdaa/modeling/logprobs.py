@@ -44,6 +44,7 @@ __all__ = [
     "cache_argument",
     "output_head",
     "final_hidden",
+    "completion_forward",
 ]
 
 
@@ -305,7 +306,7 @@ def batch_logps_shared_prompt(
 
     h_last, cache, cache_kw = _prompt_forward(model, prompt_ids, prompt_mask)
     cache.batch_select_indices(torch.arange(b, device=device).repeat(2))  # the cache for chosen, then rejected rows
-    hidden_c = _completion_forward(model, comp_ids, comp_mask, prompt_mask, cache, cache_kw)  # (2B, C, H)
+    hidden_c = completion_forward(model, comp_ids, comp_mask, prompt_mask.repeat(2, 1), cache, cache_kw)  # 2B rows
 
     # Completion token j is predicted by the prompt's last row (j = 0) or the completion row j − 1.
     predicting = torch.cat([h_last.repeat(2, 1).unsqueeze(1), hidden_c[:, :-1]], 1)  # (2B, C, H)
@@ -367,16 +368,16 @@ def _prompt_forward(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor):
     return hidden[torch.arange(prompt_ids.shape[0], device=prompt_ids.device), last], cache, cache_kw
 
 
-def _completion_forward(
+def completion_forward(
     model: nn.Module, comp_ids: Tensor, comp_mask: Tensor, prompt_mask: Tensor, cache, cache_kw: str
 ) -> Tensor:
-    """Final hidden states (2B, C, H) of the 2B completions run on top of the (duplicated) prompt cache, with
-    position ids continuing each prompt and an attention mask over prompt + completion."""
-    prompt_len = prompt_mask.long().sum(-1).repeat(2)  # (2B,)
+    """Final hidden states (N, C, H) of N right-padded completions run on top of a KV cache holding their prompts
+    (row n's prompt mask `prompt_mask[n]`, left-padded), with position ids continuing each prompt and an
+    attention mask over prompt + completion. The cache is extended in place."""
     out = model(
         input_ids=comp_ids,
-        attention_mask=torch.cat([prompt_mask.long().repeat(2, 1), comp_mask], 1),  # (2B, P + C)
-        position_ids=prompt_len[:, None] + torch.arange(comp_ids.shape[1], device=comp_ids.device),
+        attention_mask=torch.cat([prompt_mask.long(), comp_mask.long()], 1),  # (N, P + C)
+        position_ids=prompt_mask.long().sum(-1, keepdim=True) + torch.arange(comp_ids.shape[1], device=comp_ids.device),
         use_cache=True,
         output_hidden_states=True,
         logits_to_keep=1,

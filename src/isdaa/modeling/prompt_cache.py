@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from isdaa.data.collate import pad_ids
-from isdaa.modeling.logprobs import (cache_argument, output_head, position_ids_from_mask, token_logps_from_hidden,
-                                     final_hidden)
+from isdaa.modeling.logprobs import (cache_argument, completion_forward, output_head, position_ids_from_mask,
+                                     token_logps_from_hidden)
 
 __all__ = ["PromptCache", "PromptGroup", "prefill", "completion_logps"]
 
@@ -115,13 +115,7 @@ def _group_logps(model: nn.Module, group: PromptGroup, rows: list[int], completi
     select = torch.tensor(rows, device=device)
     cache = copy.deepcopy(group.cache)
     cache.batch_select_indices(select)
-    prompt_mask = group.mask[select]
-    start = prompt_mask.long().sum(-1, keepdim=True)
-    hidden = final_hidden(model(
-        input_ids=comp_ids, attention_mask=torch.cat([prompt_mask, comp_mask], 1),
-        position_ids=start + torch.arange(comp_ids.shape[1], device=device), use_cache=True,
-        output_hidden_states=True, logits_to_keep=1, **{cache_argument(model): cache},
-    ))
+    hidden = completion_forward(model, comp_ids, comp_mask, group.mask[select], cache, cache_argument(model))
     first = group.last_logits[select].log_softmax(-1).gather(-1, comp_ids[:, :1]).squeeze(-1)  # token 0
     rest_rows, rest_cols = comp_mask[:, 1:].bool().nonzero(as_tuple=True)  # token j+1 from hidden row j
     rest = token_logps_from_hidden(output_head(model), hidden[rest_rows, rest_cols], comp_ids[rest_rows, rest_cols + 1])
