@@ -9,7 +9,6 @@ tables and compares `isdaa.objectives.RECOMMENDED`'s run with DPO, IPO and χPO,
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from isdaa.config import ObjectiveConfig
 from isdaa.errors import InputError
 from isdaa.objectives import RECOMMENDED
+from isdaa.lab.saved_results import read_results
 from isdaa.lab.store import write_json
 from isdaa.lab.summary import SQRT_KL_GRID, summarize
 from isdaa.lab.verdict import dpo_label, fmt, fmt_mean_se
@@ -27,17 +27,6 @@ __all__ = ["CANDIDATE_WEIGHTINGS", "Study", "load_cells", "apply_rule", "bar_che
 CANDIDATE_WEIGHTINGS = ("is", "is_two_sided", "is_ess", "is_ess_norm", "is_curv")
 REGIME = "few_pairs"
 COMPARATORS = ("DPO", "IPO", "chiPO")
-
-
-def _load(directory: Path) -> dict:
-    path = Path(directory) / "results.json"
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a lab results file ({type(exc).__name__}: {exc})") from None
-    for run in results["runs"]:
-        run["beta"] = float(run["beta"])
-    return results
 
 
 @dataclasses.dataclass
@@ -55,7 +44,7 @@ def load_cells(directories, regime: str = REGIME) -> Study:
     `world.kind`."""
     cells, methods, missing = {}, {}, 0
     for directory in directories:
-        results = _load(directory)
+        results = read_results(directory)
         world = results["config"]["world"].get("kind", "topics")
         missing += int(results.get("missing_runs") or 0)
         methods.update({m["label"]: m["overrides"] for m in results["methods"]})
@@ -128,9 +117,10 @@ def _cell_names(cells: dict) -> list:
     return sorted(cells)
 
 
-def _metric_table(cells: dict, labels: list[str], title: str, value) -> list[str]:
+def metric_table(cells: dict, labels: list[str], title: str, value, header: str = "method") -> list[str]:
+    """A markdown table of `value(summary row)` for each label (rows) and cell (columns); "—" where absent."""
     names = _cell_names(cells)
-    lines = [f"**{title}**", "", "| method | " + " | ".join(f"{w} β={b:g}" for w, b in names) + " |",
+    lines = [f"**{title}**", "", f"| {header} | " + " | ".join(f"{w} β={b:g}" for w, b in names) + " |",
              "| --- " * (len(names) + 1) + "|"]
     for m in labels:
         row = [value(cells[n]["methods"][m]) if m in cells[n]["methods"] else "—" for n in names]
@@ -224,12 +214,12 @@ def write_comparison(directories, out, note: str = "", *, regime: str = REGIME, 
                   f"runs done so far only to show where it stands; it is not the recommendation until the design is "
                   f"complete.", ""]
     lines += ["## Cross-world summary", ""]
-    lines += _metric_table(cells, labels, "Frontier score (mean over √KL ≤ 0.5 … 6 of the KL-constrained best gold)",
+    lines += metric_table(cells, labels, "Frontier score (mean over √KL ≤ 0.5 … 6 of the KL-constrained best gold)",
                            lambda r: fmt(r["frontier_score"]))
-    lines += _metric_table(cells, labels, "Final gold (collapsed seeds)",
+    lines += metric_table(cells, labels, "Final gold (collapsed seeds)",
                            lambda r: f"{fmt_mean_se(r['final_gold'])} ({r['collapsed']}/{r['n_seeds']})")
-    lines += _metric_table(cells, labels, "Best-checkpoint gold", lambda r: fmt_mean_se(r["best_gold"]))
-    lines += _metric_table(cells, labels, "Final KL (nats)", lambda r: fmt_mean_se(r["final_kl"], 1))
+    lines += metric_table(cells, labels, "Best-checkpoint gold", lambda r: fmt_mean_se(r["best_gold"]))
+    lines += metric_table(cells, labels, "Final KL (nats)", lambda r: fmt_mean_se(r["final_kl"], 1))
     if supplementary:
         lines += _supplementary_lines(cells, methods)
     else:

@@ -4,29 +4,26 @@ over the six controlled cells and the real-model cell, so that an objective with
 `isdaa lab compare --rule objectives DIR ... --out OUT` reads every lab directory's `results.json`; the runs of
 one (world, β) may come from several directories (a world's first sweep and a later one adding a candidate: their
 reference's gold must agree, i.e. the same preparation); a committed report without `results.json` is read from its
-`results.csv` (`results_from_csv`). Controlled worlds are read in their `few_pairs` regime,
+`results.csv` (`isdaa.lab.saved_results`). Controlled worlds are read in their `few_pairs` regime,
 the model world in its one regime. A candidate is recognised by its objective (`loss`, `weighting`), whatever its
 label. Writes OUT/summary.md and OUT/summary.json.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from isdaa.errors import InputError
-from isdaa.lab.crossworld import _ranks, bar_check
+from isdaa.lab.crossworld import _ranks, bar_check, metric_table
+from isdaa.lab.saved_results import read_results
 from isdaa.lab.store import write_json
 from isdaa.lab.summary import summarize
 from isdaa.lab.verdict import fmt, fmt_mean_se
 
-__all__ = ["CANDIDATES", "load_objective_cells", "apply_objective_rule", "write_objective_comparison",
-           "results_from_csv"]
+__all__ = ["CANDIDATES", "load_objective_cells", "apply_objective_rule", "write_objective_comparison"]
 
 # (loss, weighting) -> the rule's name for the candidate (RULE-objectives.md's table)
 CANDIDATES = {
@@ -46,51 +43,11 @@ def _candidate(overrides: dict) -> str | None:
     return CANDIDATES.get((overrides.get("loss", "sigmoid"), overrides.get("weighting", "none")))
 
 
-def _results(directory) -> dict:
-    """A lab directory's `results.json`, or — for a committed report without it — the same structure rebuilt from
-    its `results.csv`, `lab.yaml` (the sweep's config) and `reference_gold.json` ({"gold": the reference's gold})."""
-    directory = Path(directory)
-    path = directory / "results.json"
-    if not path.is_file() and (directory / "results.csv").is_file():
-        return results_from_csv(directory)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a lab results file ({type(exc).__name__}: {exc})") from None
-
-
-def _number(text: str):
-    return float(text) if text not in ("", "None", "nan") else None
-
-
-def results_from_csv(directory: Path) -> dict:
-    """`results.json`'s fields the summaries read (config world, methods, reference gold, runs with their
-    evaluations) from `results.csv` (one row per run × evaluation), `lab.yaml` and `reference_gold.json`."""
-    try:
-        config = yaml.safe_load((directory / "lab.yaml").read_text(encoding="utf-8"))
-        ref_gold = float(json.loads((directory / "reference_gold.json").read_text(encoding="utf-8"))["gold"])
-        with open(directory / "results.csv", encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise InputError(f"{directory}: results.csv needs lab.yaml and reference_gold.json beside it "
-                         f"({type(exc).__name__}: {exc})") from None
-    runs: dict = {}
-    for row in rows:
-        key = (row["regime"], row["method"], float(row["beta"]), int(row["seed"]))
-        run = runs.setdefault(key, {"regime": key[0], "method": key[1], "beta": key[2], "seed": key[3],
-                                    "status": row["status"], "evals": []})
-        run["evals"].append({k: _number(row[k]) for k in ("gold", "kl_k3", "sqrt_kl", "length", "ess_min")}
-                            | {"step": int(row["step"])})
-    methods = [{"label": m["label"], "overrides": {k: v for k, v in m.items() if k != "label"}}
-               for m in config.get("methods") or []]
-    return {"config": config, "methods": methods, "reference_gold": {"gold": ref_gold}, "runs": list(runs.values())}
-
-
 def load_objective_cells(directories) -> dict:
     """{(world kind, β): {"methods": {candidate name: summary row}, "reference_gold": float, "model": bool}}."""
     cells: dict = {}
     for directory in directories:
-        results = _results(directory)
+        results = read_results(directory)
         world = results["config"]["world"].get("kind", "topics")
         model = world == "model"
         names = {m["label"]: _candidate(m["overrides"]) for m in results["methods"]}
@@ -138,16 +95,6 @@ def apply_objective_rule(cells: dict) -> dict:
             "model_final_gold": model_final, "recommended": best}
 
 
-def _table(cells: dict, title: str, value) -> list[str]:
-    keys = sorted(cells)
-    lines = [f"**{title}**", "", "| objective | " + " | ".join(f"{w} β={b:g}" for w, b in keys) + " |",
-             "| --- " * (len(keys) + 1) + "|"]
-    for n in CANDIDATES.values():
-        lines.append(f"| {n} | " + " | ".join(value(cells[k]["methods"][n]) if n in cells[k]["methods"] else "—"
-                                             for k in keys) + " |")
-    return lines + [""]
-
-
 def _rule_lines(rule: dict) -> list[str]:
     if not rule["applied"]:
         return ["## The rule is not applied yet", "", "Missing: " + "; ".join(rule["missing"]) + ".", ""]
@@ -168,11 +115,16 @@ def write_objective_comparison(directories, out, note: str = "") -> Path:
     lines = ["# The objectives compared across worlds (the second rule)", "",
              "Cells: " + ", ".join(f"{w} β={b:g}" for w, b in sorted(cells)) + "; seed means ± SE (collapsed seeds).",
              ""] + ([note, ""] if note else [])
-    lines += _table(cells, "Frontier score (mean over √KL ≤ 0.5 … 6 of the KL-constrained best gold)",
-                    lambda r: fmt(r["frontier_score"]))
-    lines += _table(cells, "Final gold (collapsed seeds / seeds)",
-                    lambda r: f"{fmt_mean_se(r['final_gold'])} ({r['collapsed']}/{r['n_seeds']})")
-    lines += _table(cells, "Best-checkpoint gold", lambda r: fmt_mean_se(r["best_gold"]))
+    names = list(CANDIDATES.values())
+
+    def table(title, value):
+        return metric_table(cells, names, title, value, header="objective")
+
+    lines += table("Frontier score (mean over √KL ≤ 0.5 … 6 of the KL-constrained best gold)",
+                   lambda r: fmt(r["frontier_score"]))
+    lines += table("Final gold (collapsed seeds / seeds)",
+                   lambda r: f"{fmt_mean_se(r['final_gold'])} ({r['collapsed']}/{r['n_seeds']})")
+    lines += table("Best-checkpoint gold", lambda r: fmt_mean_se(r["best_gold"]))
     lines += _rule_lines(rule)
     if rule["applied"]:
         checks = {f"{w} β={b:g}": bar_check({(w, b): {**c, "dpo": "DPO"}}, rule["recommended"])
