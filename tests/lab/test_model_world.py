@@ -112,6 +112,8 @@ def test_sweep_writes_the_labs_outputs_with_model_evaluations(swept):
     assert "## Stage times (measured by this sweep)" in report and "labelled pairs | 16 in" in report
     assert "label scorer `word_count` is a proxy of the gold scorer `topic_share`" in report
     assert "### What DPO's policy looks like" in report
+    every = report.split("### Every method at its gold peak and at the end")[1]
+    assert "| DPO | peak (step " in every and "| IS-DPO | peak (step " in every and "| | end (step 4) |" in every
 
 
 def test_a_second_sweep_reuses_pairs_and_runs_and_adds_only_new_ones(swept, model_world):

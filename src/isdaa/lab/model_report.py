@@ -10,7 +10,7 @@ import numpy as np
 from isdaa.lab.protocol import ReportSections
 from isdaa.lab.verdict import fmt
 
-__all__ = ["REPORT", "WHY", "reference_lines", "policy_table", "timing_lines"]
+__all__ = ["REPORT", "WHY", "reference_lines", "policy_table", "methods_table", "timing_lines"]
 
 WHY = """**Why over-optimization can happen here.** The pairs are the model's own samples, labelled by the label
 scorer through Bradley–Terry draws; a DAA fits β·log π/π_ref to them. With a small β and several passes over a
@@ -41,26 +41,65 @@ def reference_lines(results: dict) -> list[str]:
     ]
 
 
+def _by_step(results: dict, regime: str, beta: float, label: str) -> dict:
+    """{step: [the evaluation of each seed's run at that step]} of `label`'s runs."""
+    by_step: dict = {}
+    for r in results["runs"]:
+        if r["regime"] == regime and r["beta"] == beta and r["method"] == label:
+            for e in r["evals"]:
+                by_step.setdefault(e["step"], []).append(e)
+    return by_step
+
+
+def _peak(by_step: dict) -> int:
+    """The step of the highest seed-mean gold."""
+    return max(sorted(by_step), key=lambda s: np.mean([e["gold"] for e in by_step[s]]))
+
+
+def _example(evs: list[dict]) -> str:
+    """The first run's first example, "prompt -> completion", on one line of a markdown table."""
+    return (evs[0].get("examples") or [""])[0].replace("|", "/").replace("\n", " ")
+
+
+def _point_cells(evs: list[dict], completion_only: bool = False) -> str:
+    """gold | proxy | KL | length | EOS | sample: seed means, and the first run's first example (its completion
+    alone when `completion_only`)."""
+    mean = {k: float(np.mean([e.get(k, math.nan) for e in evs])) for k in ("gold", "proxy", "kl_k3", "length", "finished")}
+    example = _example(evs).split(" -> ", 1)[-1] if completion_only else _example(evs)
+    return (f"{fmt(mean['gold'], 3)} | {fmt(mean['proxy'], 3)} | {fmt(mean['kl_k3'], 2)} | {fmt(mean['length'], 1)} | "
+            f"{100 * mean['finished']:.0f}% | `{example[:160]}`")
+
+
 def policy_table(results: dict, regime: str, beta: float, label: str) -> list[str]:
     """What `label`'s policy looks like at step 0, at its seed-mean gold peak and at the end."""
-    runs = [r for r in results["runs"] if r["regime"] == regime and r["beta"] == beta and r["method"] == label]
-    if not runs or not runs[0]["evals"]:
+    by_step = _by_step(results, regime, beta, label)
+    if not by_step:
         return []
-    by_step: dict = {}
-    for r in runs:
-        for e in r["evals"]:
-            by_step.setdefault(e["step"], []).append(e)
-    steps = sorted(by_step)
-    peak = max(steps, key=lambda s: np.mean([e["gold"] for e in by_step[s]]))
+    steps, peak = sorted(by_step), _peak(by_step)
     rows = ["| policy | gold | proxy | KL | length (tokens) | EOS | sample (seed of the first run) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, step in (("reference (step 0)", steps[0]), (f"peak (step {peak})", peak), (f"end (step {steps[-1]})", steps[-1])):
-        evs = by_step[step]
-        mean = {k: float(np.mean([e.get(k, math.nan) for e in evs])) for k in ("gold", "proxy", "kl_k3", "length", "finished")}
-        example = (evs[0].get("examples") or [""])[0].replace("|", "/").replace("\n", " ")
-        rows.append(f"| {name} | {fmt(mean['gold'], 3)} | {fmt(mean['proxy'], 3)} | {fmt(mean['kl_k3'], 2)} | "
-                    f"{fmt(mean['length'], 1)} | {100 * mean['finished']:.0f}% | `{example[:160]}` |")
+        rows.append(f"| {name} | {_point_cells(by_step[step])} |")
     return rows
+
+
+def methods_table(results: dict, regime: str, beta: float) -> list[str]:
+    """Every method's policy at its seed-mean gold peak and at its last evaluation (gold, proxy, KL, length, EOS
+    rate and a sample)."""
+    rows, prompt = [], ""
+    for method in results["methods"]:
+        by_step = _by_step(results, regime, beta, method["label"])
+        if not by_step:
+            continue
+        peak, end = _peak(by_step), max(by_step)
+        prompt = prompt or _example(by_step[end]).split(" -> ", 1)[0]
+        rows.append(f"| {method['label']} | peak (step {peak}) | {_point_cells(by_step[peak], True)} |")
+        rows.append(f"| | end (step {end}) | {_point_cells(by_step[end], True)} |")
+    if not rows:
+        return []
+    return [f"Each sample answers the first held-out prompt, `{prompt}`, in the first seed's run.", "",
+            "| method | policy | gold | proxy | KL | length (tokens) | EOS | sample |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
 
 
 def _median(values) -> float:
@@ -104,4 +143,4 @@ REPORT = ReportSections(
     reference=reference_lines, after_protocol=lambda results: timing_lines(results) + [""], policy_table=policy_table,
     policy_note=lambda results: ("Proxy: the label scorer's mean (n/a when it is the gold scorer). EOS: samples that "
                                  "ended within the token limit."),
-    files=FILES_NOTE, why=lambda results: WHY)
+    files=FILES_NOTE, why=lambda results: WHY, methods_table=methods_table)

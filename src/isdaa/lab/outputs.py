@@ -139,6 +139,9 @@ def _block_section(results: dict, regime: str, beta: float, block: dict, main: b
     table = sections.policy_table(results, regime, beta, dpo) if dpo else []
     if table:
         lines += [f"### What {dpo}'s policy looks like (seed means)", ""] + table + ["", sections.policy_note(results), ""]
+    every = sections.methods_table(results, regime, beta) if sections.methods_table else []
+    if every:
+        lines += ["### Every method at its gold peak and at the end (seed means)", ""] + every + [""]
     return lines
 
 

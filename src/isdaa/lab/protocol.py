@@ -32,7 +32,7 @@ class Prepared:
 class ReportSections:
     """The world-specific parts of report.md, each computed from the results dict (so that `rebuild` needs no
     world): "Reference and data", the sections after the protocol, the table of what DPO's policy looks like
-    and its note, and the list of files."""
+    and its note, the list of files, and (optionally) every method at its peak and at the end."""
 
     reference: Callable[[dict], list[str]]
     after_protocol: Callable[[dict], list[str]]
@@ -40,6 +40,8 @@ class ReportSections:
     policy_note: Callable[[dict], str]
     files: str
     why: Callable[[dict], str]  # the "why over-optimization happens here" paragraph of a results.json without it
+    # every method's policy at its gold peak and at the end, with samples (worlds that have one)
+    methods_table: Callable[[dict, str, float], list[str]] | None = None
 
 
 class LabWorld(Protocol):
