@@ -72,10 +72,12 @@ def _check_method_values(i: int, label: str, method: dict) -> None:
 
 def _expand_recommended(i: int, method: dict) -> dict:
     """`{recommended: true, ...}` -> the keys of `isdaa.objectives.RECOMMENDED` (the lab's recommendation; other
-    keys of the entry override them), labelled "recommended (<loss> + <weighting>)" unless it has a label."""
+    keys of the entry override them), labelled "recommended (<loss> + <weighting>)" — "recommended (<loss>)"
+    for an objective without a weighting — unless it has a label."""
     if not method.pop("recommended", False):
         return method
-    label = method.pop("label", None) or f"recommended ({RECOMMENDED['loss']} + {RECOMMENDED['weighting']})"
+    parts = [RECOMMENDED["loss"]] + ([RECOMMENDED["weighting"]] if RECOMMENDED["weighting"] != "none" else [])
+    label = method.pop("label", None) or f"recommended ({' + '.join(parts)})"
     return {"label": label, **copy.deepcopy(RECOMMENDED), **method}
 
 
