@@ -124,13 +124,24 @@ def test_compare_command_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and "results.json" in err[0]
 
 
-def test_supplementary_runs_get_the_tables_and_the_recommendation_but_no_rule(tmp_path, capsys):
-    """`--supplementary --regime one_pass`: runs outside the rule's design (another regime) are tabled, the run of
-    `RECOMMENDED` is compared with DPO, IPO and χPO, and no rule is applied (nothing is "recommended" from them)."""
-    from isdaa.cli import main
+def test_recommended_label_is_the_method_with_recommendeds_objective():
+    """RECOMMENDED (χPO, no weighting) is found under any label, its omitted keys at their defaults."""
     from isdaa.objectives import RECOMMENDED
 
-    methods = [*METHODS[:2], {"label": "recommended", "overrides": dict(RECOMMENDED)}]
+    methods = {"DPO": {"loss": "sigmoid"}, "IS": {"loss": RECOMMENDED["loss"], "weighting": "is"},
+               "mine": {"loss": RECOMMENDED["loss"]}}
+    assert recommended_label(methods) == ("mine" if RECOMMENDED["weighting"] == "none" else None)
+
+
+def test_supplementary_runs_get_the_tables_and_the_recommendation_but_no_rule(tmp_path, capsys, monkeypatch):
+    """`--supplementary --regime one_pass`: runs outside the rule's design (another regime) are tabled, the run of
+    `RECOMMENDED` (here a weighting of DPO, so that it is none of the comparators) is compared with DPO, IPO and
+    χPO, and no rule is applied (nothing is "recommended" from them)."""
+    from isdaa.cli import main
+
+    recommended = {"loss": "sigmoid", "weighting": "is_ess", "is_eps": 1.0, "hparams": {}}
+    monkeypatch.setattr("isdaa.lab.crossworld.RECOMMENDED", recommended)
+    methods = [*METHODS[:2], {"label": "recommended", "overrides": dict(recommended)}]
     curves = {"DPO": CURVES["DPO"], "chiPO": CURVES["chiPO"], "recommended": CURVES["IS-B"]}
     dirs = []
     for kind in ("topics", "junk"):
@@ -149,3 +160,13 @@ def test_supplementary_runs_get_the_tables_and_the_recommendation_but_no_rule(tm
     assert "| recommended | " in text
     assert recommended_label({m["label"]: m["overrides"] for m in methods}) == "recommended"  # not DPO (sigmoid)
     assert "- junk β=0.01: DPO: frontier 2.03 vs 1.71" in text  # the recommendation (IS-B's curve) vs DPO
+
+
+def test_the_recommendation_is_not_compared_with_itself():
+    """When RECOMMENDED is one of the comparators (χPO), its lines compare it with the other two only."""
+    from isdaa.lab.crossworld import _versus_lines
+
+    row = {"frontier_score": 1.0, "final_gold": (1.0, 0.1, 3), "collapsed": 0, "n_seeds": 3}
+    cells = {("topics", 0.01): {"methods": {"DPO": row, "IPO": row, "chiPO": row}}}
+    (line,) = [x for x in _versus_lines(cells, "chiPO") if x.startswith("- topics")]
+    assert "DPO: frontier" in line and "IPO: frontier" in line and "chiPO: frontier" not in line

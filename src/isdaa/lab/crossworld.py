@@ -142,14 +142,15 @@ def _rule_lines(rule: dict) -> list[str]:
 
 
 def _versus_lines(cells: dict, label: str) -> list[str]:
-    """The recommendation against DPO, IPO and χPO in each cell, by frontier score and by final gold."""
-    lines = ["## The recommendation against DPO, IPO and χPO", ""]
+    """The recommendation against DPO, IPO and χPO (those of them it is not) in each cell, by frontier score and by
+    final gold."""
+    lines = [f"## The recommendation ({label}) against DPO, IPO and χPO", ""]
     for (world, beta) in _cell_names(cells):
         table = cells[(world, beta)]["methods"]
         r = table[label]
         parts = []
         for other in COMPARATORS:
-            if other in table:
+            if other in table and other != label:
                 o = table[other]
                 parts.append(f"{other}: frontier {fmt(r['frontier_score'])} vs {fmt(o['frontier_score'])}, final gold "
                              f"{fmt_mean_se(r['final_gold'])} vs {fmt_mean_se(o['final_gold'])}, collapses "
@@ -187,7 +188,7 @@ def recommended_label(methods: dict) -> str | None:
 def _supplementary_lines(cells: dict, methods: dict) -> list[str]:
     label = recommended_label(methods)
     lines = ["## No rule here", "", "These runs are outside the design of docs/results/RULE.md (the few-pairs regime at "
-             "β ∈ {0.01, 0.05}); they show how the recommendation chosen there behaves elsewhere.", ""]
+             "β ∈ {0.01, 0.05}); they show how the recommendation (`isdaa.objectives.RECOMMENDED`) behaves elsewhere.", ""]
     if label is None or not all(label in c["methods"] for c in cells.values()):
         return lines + ["The recommendation (`isdaa.objectives.RECOMMENDED`) was not run in every cell.", ""]
     return lines + _versus_lines(cells, label) + _bar_lines(cells, [label])
