@@ -34,24 +34,22 @@ from .weighting import (
     weights_from_log_weights,
 )
 
-# The objective the lab recommends, as `objective:` config keys. How it is chosen: the pre-registered rule of
-# docs/results/RULE.md, applied unchanged to the cross-world study (3 worlds × β ∈ {0.01, 0.05} × 5 seeds = 6 cells;
-# `isdaa lab compare`, docs/results/worlds/summary.md) among the importance weightings (the paper's, the two-sided
-# clip, and ours: ESS tempering, tempering + mean normalisation, curvature-only). The rule first disqualifies every
-# candidate with a collapsed seed in any cell; only one of the ten had none — the two-sided clip with the DPO loss
-# at the paper's ε = 1 (log weight clamped to [−2ε, 2ε]) — so it is the pick, whatever its other numbers.
-# What it is, and what it is not: the most *robust* importance weighting we measured (no collapsed seed), not the
-# best-scoring one and not a claim that it beats every loss. At equal KL its gold is below plain DPO's in every
-# cell; by the final policy it beats DPO where DPO collapses (behavior, topics) and loses where DPO does not (junk);
-# χPO, which is not an IS method, beats it in every cell on both counts. docs/studies/worlds.md gives the
-# numbers.
+# The objective the lab recommends, as `objective:` config keys. How it is chosen: the second pre-registered rule,
+# docs/results/RULE-objectives.md, applied unchanged (`isdaa lab compare --rule objectives`,
+# docs/results/objectives/summary.md) to eight objectives — DPO, IPO, χPO, the paper's IS-DPO and IS-IPO (ε = 1),
+# the two-sided clip with DPO (the first rule's pick), ESS-tempered IS-IPO and χPO + IS (ε = 1) — over six
+# controlled cells (3 worlds × β ∈ {0.01, 0.05} × 5 seeds) and the real-model story world (SmolLM2-135M-Instruct,
+# β = 0.05, 3 seeds). The rule first disqualifies every objective with a collapsed seed (final gold below the
+# reference's) in any cell. Only χPO (Huang et al. 2024, the loss "chipo") had none, so it is the pick: an
+# objective **without an importance weight**. Every weighting, the paper's included, collapsed somewhere — on the
+# real model the paper's weight collapsed with DPO, IPO and χPO's loss alike. docs/studies/smollm2.md and
+# docs/studies/worlds.md give the numbers.
 # Use: these keys under `objective:` of a train config, or in Python
 # `TrainConfig(objective=ObjectiveConfig(beta=..., **RECOMMENDED))`; a lab method `{recommended: true}` runs it
 # (`isdaa demo` does).
 RECOMMENDED: dict = {
-    "loss": "sigmoid",
-    "weighting": "is_two_sided",
-    "is_eps": 1.0,
+    "loss": "chipo",
+    "weighting": "none",
     "hparams": {},
 }
 
