@@ -28,6 +28,7 @@ from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogit
 
 from isdaa.data.collate import pad_ids
 from isdaa.modeling.logprobs import cache_argument, sequence_logps
+from isdaa.modeling.modes import eval_mode
 from isdaa.modeling.prompt_cache import prefill
 
 __all__ = ["Sample", "sample_completions", "score_logps", "eos_token_ids"]
@@ -106,12 +107,10 @@ def sample_completions(
     eos_set = set(eos)
     jobs = [(i, j) for i in range(len(prompt_ids)) for j in range(n)]
     samples: list[Sample] = []
-    was_training = model.training
     saved_config = base.generation_config
-    model.eval()
     try:
         base.generation_config = GenerationConfig()  # no checkpoint defaults leak into the sampling
-        with _fork_rng(device), torch.no_grad():
+        with _fork_rng(device), torch.no_grad(), eval_mode(model):
             torch.manual_seed(seed)
             if shared_prefill:
                 return _sample_shared(model, tokenizer, prompt_ids, n, max(1, batch_size // n), eos, pad_id,
@@ -125,7 +124,6 @@ def sample_completions(
                 samples += _chunk_samples(tokenizer, chunk, out, ids.shape[1], eos_set, output_scores)
     finally:
         base.generation_config = saved_config
-        model.train(was_training)
     return samples
 
 
@@ -252,24 +250,19 @@ def score_logps(
     device = next(model.parameters()).device
     order = sorted(range(len(prompt_ids)), key=lambda k: len(prompt_ids[k]) + len(completion_ids[k]), reverse=True)
     out = torch.zeros(len(prompt_ids), dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            starts = range(0, len(order), batch_size)
-            for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
-                idx = order[start : start + batch_size]
-                width = max(len(prompt_ids[k]) + len(completion_ids[k]) for k in idx)
-                ids = torch.zeros((len(idx), width), dtype=torch.long)
-                attn = torch.zeros_like(ids)
-                comp = torch.zeros_like(ids)
-                for r, k in enumerate(idx):
-                    p, c = prompt_ids[k], completion_ids[k]
-                    ids[r, : len(p) + len(c)] = torch.tensor(list(p) + list(c), dtype=torch.long)
-                    attn[r, : len(p) + len(c)] = 1
-                    comp[r, len(p) : len(p) + len(c)] = 1
-                summed, _ = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device))
-                out[torch.tensor(idx)] = summed.float().cpu()
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), eval_mode(model):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+            idx = order[start : start + batch_size]
+            width = max(len(prompt_ids[k]) + len(completion_ids[k]) for k in idx)
+            ids = torch.zeros((len(idx), width), dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            comp = torch.zeros_like(ids)
+            for r, k in enumerate(idx):
+                p, c = prompt_ids[k], completion_ids[k]
+                ids[r, : len(p) + len(c)] = torch.tensor(list(p) + list(c), dtype=torch.long)
+                attn[r, : len(p) + len(c)] = 1
+                comp[r, len(p) : len(p) + len(c)] = 1
+            summed, _ = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device))
+            out[torch.tensor(idx)] = summed.float().cpu()
     return out

@@ -17,7 +17,6 @@ Memory: 2 × layers × KV heads × head size × 4 bytes per prompt token (SmolLM
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -27,19 +26,9 @@ from torch import Tensor, nn
 from isdaa.data.collate import pad_ids
 from isdaa.modeling.logprobs import (cache_argument, completion_forward, output_head, position_ids_from_mask,
                                      token_logps_from_hidden)
+from isdaa.modeling.modes import eval_mode
 
 __all__ = ["PromptCache", "PromptGroup", "prefill", "completion_logps"]
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """`model` in eval mode (no dropout) for the block, then back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @dataclass

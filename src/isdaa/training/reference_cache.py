@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from isdaa.data import SHARED_KEYS, collate, collate_shared, length
 from isdaa.modeling.logprobs import batch_logps, batch_logps_shared_prompt
+from isdaa.modeling.modes import eval_mode
 from isdaa.runtime import durable_rename, failing_write
 
 
@@ -51,23 +52,21 @@ def compute_reference_logps(
     order = sorted(range(n), key=lambda i: length(examples[i]))
     chosen = torch.empty(n, dtype=torch.float32)
     rejected = torch.empty(n, dtype=torch.float32)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        group = [examples[i] for i in idx]
-        if prompt_sharing:
-            batch = collate_shared(group, pad_token_id)
-            out = batch_logps_shared_prompt(model, *(batch[k].to(device) for k in SHARED_KEYS))
-        else:
-            batch = {k: v.to(device) for k, v in collate(group, pad_token_id).items()}
-            out = batch_logps(model, batch)
-        chosen[idx] = out["chosen_logps"].float().cpu()
-        rejected[idx] = out["rejected_logps"].float().cpu()
-        if progress is not None:
-            progress.update(len(idx))
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            group = [examples[i] for i in idx]
+            if prompt_sharing:
+                batch = collate_shared(group, pad_token_id)
+                out = batch_logps_shared_prompt(model, *(batch[k].to(device) for k in SHARED_KEYS))
+            else:
+                batch = {k: v.to(device) for k, v in collate(group, pad_token_id).items()}
+                out = batch_logps(model, batch)
+            chosen[idx] = out["chosen_logps"].float().cpu()
+            rejected[idx] = out["rejected_logps"].float().cpu()
+            if progress is not None:
+                progress.update(len(idx))
     return chosen, rejected
 
 
